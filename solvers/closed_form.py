@@ -1,0 +1,165 @@
+r"""FPGAP's closed-form step (TensorFlow, batched, GPU-ready).
+
+Without the pixel box, maximising :math:`g\cdot y` over the SSIM ball has a
+closed form (the paper's Eq. 10).  Since :math:`g\cdot y = N\mu_y\bar g +
+\tilde g\cdot\tilde y` for zero-mean :math:`\tilde y`, the maximiser is
+
+.. math::
+
+    y^\star = \mu^\star\mathbf 1 + \eta\tilde x + r\,\tilde g/\|\tilde g\|,
+
+with :math:`\tilde g = g - \bar g\mathbf 1` the gradient projected onto
+zero-mean vectors, and :math:`\mu^\star = \mu_x` when :math:`\varepsilon_1 = 0`
+(otherwise the end of the S1 interval that :math:`\bar g` points to).  The
+paper writes the step with the raw gradient :math:`g`; that point leaves the
+mean constraint unless :math:`\bar g = 0`, and is kept as
+``project_gradient=False`` for reproduction.
+
+With the box active, :math:`y^\star` may leave :math:`[0,1]^N`.  With
+``box="restore"`` (default) the step is made feasible, exactly, in two moves:
+
+1. Euclidean projection of :math:`y^\star` onto the box intersected with the
+   allowed mean interval: :math:`w = \mathrm{clip}(y^\star - \tau, lo, hi)`
+   with the scalar :math:`\tau` found by bisection and then solved exactly on
+   the identified active set (the projection onto a box and a hyperplane is
+   this one-dimensional monotone problem);
+2. the largest :math:`t \in [0,1]` with :math:`x + t(w - x)` inside the S2
+   ball (a quadratic in :math:`t`).  Both :math:`x` and :math:`w` satisfy the
+   box and mean constraints, so the whole segment does.
+
+The result is always feasible, and equals the exact maximiser whenever the
+box is inactive (then :math:`w = y^\star`, :math:`t = 1`).  ``box="clip"`` is
+the plain clipping of the paper's implementation (may leave the ball),
+``box="ignore"`` returns :math:`y^\star` untouched.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from .ssim_ball import C1, C2
+
+__all__ = ["ball_parameters", "closed_form_step", "project_box_mean", "backtrack_into_ball"]
+
+
+def ball_parameters(x, eps2, eps1=0.0, c1=C1, c2=C2):
+    """SSIM-ball parameters in TensorFlow for ``x`` of shape (B, N).
+
+    Returns ``(mean (B,), centre (B, N), radius (B,), mean_low (B,), mean_high (B,))``
+    in the dtype of ``x``; see :mod:`solvers.ssim_ball` for the derivation.
+    """
+    x = tf.convert_to_tensor(x)
+    dt = x.dtype
+    n = tf.cast(tf.shape(x)[1], dt)
+    eps2 = tf.cast(eps2, dt)
+    eps1 = tf.cast(eps1, dt)
+    mean = tf.reduce_mean(x, axis=1)
+    xt = x - mean[:, None]
+    eta = 1.0 / (1.0 - eps2**2)
+    radius = tf.sqrt((eta**2 - 1.0) * tf.reduce_sum(xt**2, 1) + eta * eps2**2 * n * c2)
+    t = 1.0 - eps1**2
+    half = tf.sqrt(tf.maximum(mean**2 * (1.0 / t**2 - 1.0) + c1 * (1.0 / t - 1.0), 0.0))
+    lo = tf.where(eps1 > 0, mean / t - half, mean)
+    hi = tf.where(eps1 > 0, mean / t + half, mean)
+    return mean, eta * xt, radius, lo, hi
+
+
+def project_box_mean(z, mean_low, mean_high, bounds=(0.0, 1.0), iters=None):
+    """Euclidean projection of rows of ``z`` (B, N) onto {b0 ≤ y ≤ b1, mean(y) ∈ [low, high]}.
+
+    The projection is ``clip(z - τ, b0, b1)`` with ``τ`` the root of a
+    monotone piecewise-linear function; bisection brackets it and a final
+    exact solve on the free set removes the bisection error.
+    """
+    z = tf.convert_to_tensor(z)
+    dt = z.dtype
+    b0, b1 = tf.cast(bounds[0], dt), tf.cast(bounds[1], dt)
+    if iters is None:
+        iters = 64 if dt == tf.float64 else 32
+    n = tf.cast(tf.shape(z)[1], dt)
+    m0 = tf.reduce_mean(tf.clip_by_value(z, b0, b1), 1)
+    target = tf.clip_by_value(m0, mean_low, mean_high)
+    # bracket: at τ = min(z) - (b1 - b0) all pixels are at b1, at τ = max(z) - b0 all at b0
+    lo_tau = tf.reduce_min(z, 1) - (b1 - b0)
+    hi_tau = tf.reduce_max(z, 1) - b0
+
+    def body(i, lo_t, hi_t):
+        mid = 0.5 * (lo_t + hi_t)
+        m = tf.reduce_mean(tf.clip_by_value(z - mid[:, None], b0, b1), 1)
+        # mean is non-increasing in τ: too high a mean → move τ up
+        go_up = m > target
+        return i + 1, tf.where(go_up, mid, lo_t), tf.where(go_up, hi_t, mid)
+
+    _, lo_tau, hi_tau = tf.while_loop(lambda i, a, b: i < iters, body,
+                                      (tf.constant(0), lo_tau, hi_tau))
+    tau = 0.5 * (lo_tau + hi_tau)
+    # exact τ on the free set identified by the bracket
+    shifted = z - tau[:, None]
+    free = (shifted > b0) & (shifted < b1)
+    upper = shifted >= b1
+    n_free = tf.reduce_sum(tf.cast(free, dt), 1)
+    sum_free = tf.reduce_sum(tf.where(free, z, 0.0), 1)
+    n_upper = tf.reduce_sum(tf.cast(upper, dt), 1)
+    n_lower = n - n_free - n_upper
+    exact_tau = (sum_free + n_upper * b1 + n_lower * b0 - n * target) / tf.maximum(n_free, 1.0)
+    # keep the exact value only if it stays inside the bracket (active set confirmed)
+    ok = (n_free > 0) & (exact_tau >= lo_tau - 1e-12) & (exact_tau <= hi_tau + 1e-12)
+    tau = tf.where(ok, exact_tau, tau)
+    needs = tf.abs(m0 - target) > 0
+    tau = tf.where(needs, tau, tf.zeros_like(tau))
+    return tf.clip_by_value(z - tau[:, None], b0, b1)
+
+
+def backtrack_into_ball(x, w, centre, radius):
+    """Largest ``t`` in [0, 1] with ``x + t (w - x)`` in the S2 ball; returns that point.
+
+    ``x`` must lie in the ball (it is its anchor).  Shapes: x, w, centre (B, N); radius (B,).
+    """
+    xt = x - tf.reduce_mean(x, 1, keepdims=True)
+    wt = w - tf.reduce_mean(w, 1, keepdims=True)
+    a = xt - centre
+    d = wt - xt
+    dd = tf.reduce_sum(d * d, 1)
+    ad = tf.reduce_sum(a * d, 1)
+    aa = tf.reduce_sum(a * a, 1)
+    disc = tf.maximum(ad**2 - dd * (aa - radius**2), 0.0)
+    safe_dd = tf.where(dd > 0, dd, tf.ones_like(dd))
+    t = tf.where(dd > 0, (-ad + tf.sqrt(disc)) / safe_dd, tf.ones_like(dd))
+    t = tf.clip_by_value(t, 0.0, 1.0)
+    return x + t[:, None] * (w - x)
+
+
+def closed_form_step(g, x, eps2, eps1=0.0, bounds=(0.0, 1.0), project_gradient=True,
+                     box="restore", c1=C1, c2=C2):
+    """FPGAP step: maximiser of ``g·y`` over the SSIM ball around ``x`` (Eq. 10).
+
+    Args:
+        g: (B, N) float tensor, gradient of the loss at the current iterate.
+        x: (B, N) float tensor, anchor images (pixels within ``bounds``).
+        eps2: S2 radius in (0, 1); eps1: S1 radius in [0, 1).
+        project_gradient: use g − mean(g) (exact, feasible) instead of the
+            paper's literal g.
+        box: ``"restore"`` (exactly feasible, see module doc), ``"clip"`` or ``"ignore"``.
+
+    Returns:
+        (B, N) tensor of the same dtype.  A row with zero projected gradient
+        returns the ball's centre point μ + ηx̃ (then clipped/restored).
+    """
+    if box not in ("restore", "clip", "ignore"):
+        raise ValueError(f"box must be 'restore', 'clip' or 'ignore', got {box!r}")
+    g = tf.convert_to_tensor(g)
+    x = tf.convert_to_tensor(x, dtype=g.dtype)
+    mean, centre, radius, lo, hi = ball_parameters(x, eps2, eps1, c1, c2)
+    gbar = tf.reduce_mean(g, 1)
+    d = g - gbar[:, None] if project_gradient else g
+    norm = tf.norm(d, axis=1)
+    unit = tf.math.divide_no_nan(d, norm[:, None])
+    mu = tf.where(gbar > 0, hi, tf.where(gbar < 0, lo, mean))
+    y = mu[:, None] + centre + radius[:, None] * unit
+    if box == "ignore":
+        return y
+    b0, b1 = tf.cast(bounds[0], y.dtype), tf.cast(bounds[1], y.dtype)
+    if box == "clip":
+        return tf.clip_by_value(y, b0, b1)
+    w = project_box_mean(y, lo, hi, bounds)
+    return backtrack_into_ball(x, w, centre, radius)
