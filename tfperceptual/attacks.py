@@ -121,7 +121,8 @@ class _SSIMBallAttack:
     bounds = (0.0, 1.0)
 
     def __init__(self, model, eps, eps_luminance=0.0, steps=50, loss="cw", confidence=50.0,
-                 per_channel=True, batch_size=128):
+                 per_channel=True, batch_size=128, early_stop=True):
+        self.early_stop = bool(early_stop)
         self.model = as_logits_model(model)
         self.input_shape = input_shape_of(self.model)
         self.num_classes = self.model.num_classes
@@ -214,11 +215,13 @@ class FPGAP(_SSIMBallAttack):
             is the paper's literal Eq. 10.
         box: ``"restore"`` (exactly feasible), ``"clip"`` (paper's clipping) or ``"ignore"``.
         batch_size: images per ``tf.function`` call.
+        early_stop: stop each sample at its first label change (paper); with
+            ``False`` every sample runs all ``steps`` and the last iterate is returned.
     """
 
     def __init__(self, model, eps, eps_luminance=0.0, steps=50, loss="cw", confidence=50.0,
-                 per_channel=True, project_gradient=True, box="restore", batch_size=256):
-        super().__init__(model, eps, eps_luminance, steps, loss, confidence, per_channel, batch_size)
+                 per_channel=True, project_gradient=True, box="restore", batch_size=256, early_stop=True):
+        super().__init__(model, eps, eps_luminance, steps, loss, confidence, per_channel, batch_size, early_stop)
         if box not in ("restore", "clip", "ignore"):
             raise ValueError(f"box must be 'restore', 'clip' or 'ignore', got {box!r}")
         self.project_gradient = bool(project_gradient)
@@ -237,7 +240,7 @@ class FPGAP(_SSIMBallAttack):
         steps = tf.zeros_like(labels, dtype=tf.int32)
         history = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
         for k in tf.range(self.steps):
-            if tf.reduce_all(done):
+            if self.early_stop and tf.reduce_all(done):
                 break
             g, _ = self._loss_grad(adv, labels, targets, targeted)
             rows = closed_form_step(_to_rows(tf.cast(g, tf.float64), self.per_channel), x0_rows,
@@ -246,14 +249,14 @@ class FPGAP(_SSIMBallAttack):
             new = tf.cast(_from_rows(rows, x0, self.per_channel), tf.float32)
             if self.box != "ignore":
                 new = tf.clip_by_value(new, 0.0, 1.0)
-            active = tf.logical_not(done)
+            active = tf.logical_not(done) if self.early_stop else tf.ones_like(done)
             adv = tf.where(active[:, None, None, None], new, adv)
             steps += tf.cast(active, tf.int32)
             if record:
                 history = history.write(k, adv)
             succ, p = self._success(self.model(adv, training=False), labels, targets, targeted)
             pred = tf.where(active, p, pred)
-            done = tf.logical_or(done, succ)
+            done = tf.logical_or(done, succ) if self.early_stop else succ
         its = history.stack() if record else tf.zeros((0,), tf.float32)
         return adv, done, steps, pred, its
 
@@ -283,8 +286,8 @@ class PGAP(_SSIMBallAttack):
     """
 
     def __init__(self, model, eps, eps_luminance=0.0, steps=50, loss="cw", confidence=50.0,
-                 solver="cvxpy", per_channel=True, batch_size=128):
-        super().__init__(model, eps, eps_luminance, steps, loss, confidence, per_channel, batch_size)
+                 solver="cvxpy", per_channel=True, batch_size=128, early_stop=True):
+        super().__init__(model, eps, eps_luminance, steps, loss, confidence, per_channel, batch_size, early_stop)
         if solver == "cvxpy":
             self.cvxpy_solvers = None
         elif isinstance(solver, str):
@@ -292,11 +295,13 @@ class PGAP(_SSIMBallAttack):
         else:
             self.cvxpy_solvers = tuple(s.upper() for s in solver)
         self.solver = solver
-        self._grad = tf.function(self._grad_impl, reduce_retracing=True)
+        sig = [tf.TensorSpec((None,) + tuple(self.input_shape), tf.float32),
+               tf.TensorSpec((None,), tf.int64), tf.TensorSpec((None,), tf.int64)]
+        self._grad_fns = {flag: tf.function(lambda x, l, t, flag=flag: self._loss_grad(x, l, t, flag)[0],
+                                            input_signature=sig) for flag in (False, True)}
 
-    def _grad_impl(self, x, labels, targets, targeted: bool):
-        g, _ = self._loss_grad(x, labels, targets, targeted)
-        return g
+    def _grad(self, x, labels, targets, targeted: bool):
+        return self._grad_fns[bool(targeted)](x, labels, targets)
 
     def _predict(self, x):
         return np.argmax(self.model(tf.constant(x), training=False).numpy(), -1)
@@ -314,7 +319,7 @@ class PGAP(_SSIMBallAttack):
         history = []
         c = x.shape[-1] if self.per_channel else 1
         for _ in range(self.steps):
-            idx = np.flatnonzero(~done & ~failed)
+            idx = np.flatnonzero(~done & ~failed) if self.early_stop else np.flatnonzero(~failed)
             if idx.size == 0:
                 break
             g = self._grad(tf.constant(adv[idx]), tf.constant(y[idx]), tf.constant(tt[idx]), targeted).numpy()

@@ -7,6 +7,9 @@
   sigma=1.5, use_sample_covariance=False, data_range=1, channel_axis=-1)``
   (checked in the tests).  Implemented with ``tf.image.ssim`` so it runs
   batched and on GPU.
+* :func:`global_ssim`: the one-window SSIM S1·S2 of Brunet et al. (the
+  quantity the SSIM ball constrains; paper Eqs. 3-7), per channel, averaged
+  over channels.
 * :func:`psnr`: 10·log10(1 / MSE) in dB; identical images (MSE = 0) give
   ``max_db`` (default 100 dB) instead of +inf so that averages stay finite.
 * :func:`fooling_rate`: the paper's definition (Sec. V): the fraction of
@@ -20,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["ssim", "psnr", "fooling_rate", "perturbation_norms"]
+__all__ = ["ssim", "global_ssim", "psnr", "fooling_rate", "perturbation_norms"]
 
 
 def ssim(x, y, batch_size=512):
@@ -41,6 +44,23 @@ def ssim(x, y, batch_size=512):
 @tf.function(reduce_retracing=True)
 def _ssim_tf(x, y):
     return tf.image.ssim(x, y, max_val=1.0, filter_size=11, filter_sigma=1.5, k1=0.01, k2=0.03)
+
+
+def global_ssim(x, y):
+    """Global SSIM S1·S2 per image (one window over the whole channel), averaged over channels.
+
+    ``x, y``: (B, H, W, C) in [0, 1]. Returns (B,) float64.
+    """
+    from solvers.ssim_ball import global_ssim as _g
+
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    if x.shape != y.shape or x.ndim != 4:
+        raise ValueError(f"x and y must both have shape (B, H, W, C), got {x.shape} and {y.shape}")
+    b, c = x.shape[0], x.shape[-1]
+    xr = np.moveaxis(x, -1, 1).reshape(b * c, -1)
+    yr = np.moveaxis(y, -1, 1).reshape(b * c, -1)
+    return _g(xr, yr).reshape(b, c).mean(1)
 
 
 def psnr(x, y, max_db=100.0):

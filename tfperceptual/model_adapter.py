@@ -91,6 +91,18 @@ def _is_softmax(fn):
     return fn is keras.activations.softmax or getattr(fn, "__name__", "") == "softmax"
 
 
+def _output_node(func):
+    """The layer producing the model's output and its input tensor *in this graph*."""
+    out = func.outputs[0]
+    history = getattr(out, "_keras_history", None)
+    if history is None:
+        return func.layers[-1], None
+    op, node_index = history[0], history[1]
+    node = op._inbound_nodes[node_index]
+    inputs = node.input_tensors
+    return op, (inputs[0] if len(inputs) == 1 else None)
+
+
 def as_logits_model(model, probe=True):
     """Functional logits model sharing weights with ``model``; see the module docstring.
 
@@ -102,15 +114,17 @@ def as_logits_model(model, probe=True):
     func = to_functional(model)
     if len(func.outputs) != 1:
         raise ValueError(f"the model must have one output, got {len(func.outputs)}")
-    last = func.layers[-1]
+    last, last_input = _output_node(func)
     kind = "logits"
     logits_out = func.outputs[0]
-    if _is_softmax(getattr(last, "activation", None)) and not isinstance(last, keras.layers.Activation):
-        logits_out = _WithoutActivation(last)(last.input)
+    if last_input is None:
+        pass
+    elif _is_softmax(getattr(last, "activation", None)) and not isinstance(last, keras.layers.Activation):
+        logits_out = _WithoutActivation(last)(last_input)
         kind = "softmax_activation"
     elif isinstance(last, keras.layers.Softmax) or (
             isinstance(last, keras.layers.Activation) and _is_softmax(last.activation)):
-        logits_out = last.input
+        logits_out = last_input
         kind = "softmax_layer"
     logits_model = keras.Model(func.inputs, logits_out, name=f"{model.name}_logits")
     shape = input_shape_of(func)

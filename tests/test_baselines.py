@@ -1,0 +1,44 @@
+"""Foolbox baselines through the project's interface."""
+
+import numpy as np
+import pytest
+
+from tfperceptual.attacks import AttackResult
+from tfperceptual.baselines import FoolboxAttack
+
+
+@pytest.mark.parametrize("name,eps,norm", [("fgsm", 0.1, "linf"), ("fgm", 1.5, "l2"),
+                                           ("pgd", 0.1, "linf"), ("pgd_l2", 1.5, "l2")])
+def test_foolbox_attacks_respect_their_budget(mnist_model, mnist_batch, name, eps, norm):
+    x, y = mnist_batch
+    x, y = x[:16], y[:16]
+    res = FoolboxAttack(mnist_model, name, eps=eps, steps=10)(x, y)
+    assert isinstance(res, AttackResult) and res.adversarial.shape == x.shape
+    d = (res.adversarial - x).reshape(len(x), -1)
+    size = np.abs(d).max(1) if norm == "linf" else np.linalg.norm(d, axis=1)
+    assert np.all(size <= eps * (1 + 1e-4) + 1e-6)
+    assert res.adversarial.min() >= 0 and res.adversarial.max() <= 1
+    pred = np.argmax(mnist_model(res.adversarial).numpy(), -1)
+    np.testing.assert_array_equal(res.success, pred != y)
+
+
+def test_pgd_is_at_least_as_strong_as_fgsm(mnist_model, mnist_batch):
+    x, y = mnist_batch
+    fgsm = FoolboxAttack(mnist_model, "fgsm", eps=0.15)(x, y)
+    # Foolbox's default step is 0.033·ε: 50 steps (the paper's) can travel the whole ε-ball, 20 cannot
+    pgd = FoolboxAttack(mnist_model, "pgd", eps=0.15, steps=50)(x, y)
+    assert pgd.success.mean() >= fgsm.success.mean()
+
+
+def test_targeted_foolbox(mnist_model, mnist_batch):
+    x, y = mnist_batch
+    t = (y + 1) % 10
+    res = FoolboxAttack(mnist_model, "pgd_l2", eps=4.0, steps=20)(x[:8], y[:8], target=t[:8])
+    np.testing.assert_array_equal(res.success, res.adv_labels == t[:8])
+
+
+def test_bad_arguments(mnist_model):
+    with pytest.raises(ValueError, match="attack"):
+        FoolboxAttack(mnist_model, "deepfool")
+    with pytest.raises(ValueError, match="eps"):
+        FoolboxAttack(mnist_model, "fgsm", eps=-1)

@@ -1,0 +1,49 @@
+"""`tfperceptual compare` end to end on a small n, resume from the cache, interpolation."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from tfperceptual import cli
+from tfperceptual.compare import interpolate_at
+
+
+def test_compare_cli_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    argv = ["compare", "--n", "12", "--out", str(out), "--steps", "5", "--no-progress",
+            "--eps", "fpgap=0.1,0.3,0.6;pgap=0.2,0.5;fgsm=0.02,0.3;fgm=0.3,5;pgd=0.02,0.3;pgd_l2=0.3,5"]
+    assert cli.main(argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert {p["attack"] for p in res["points"]} == {"fpgap", "pgap", "fgsm", "fgm", "pgd", "pgd_l2"}
+    assert len(res["points"]) == 13
+    for p in res["points"]:
+        assert 0 <= p["fooling_rate"] <= 1 and 0 < p["mean_ssim"] <= 1 and p["n"] == 12
+    report = (out / "report.md").read_text()
+    assert "Table II" in report and "Table III" in report and "| paper |" in report
+    assert (out / "fooling_vs_ssim.png").stat().st_size > 1000
+    assert (out / "fooling_vs_psnr.png").stat().st_size > 1000
+    # second run: every point comes from the cache, no attack is built
+    import tfperceptual.compare as compare_mod
+
+    def boom(*a, **k):
+        raise AssertionError("attack rebuilt although cached")
+
+    monkeypatch.setattr(compare_mod, "build_attack", boom)
+    assert cli.main(argv) == 0
+    assert json.loads((out / "results.json").read_text())["points"] == res["points"]
+
+
+def test_interpolation_and_not_reached():
+    pts = [{"attack": "a", "mean_ssim": s, "fooling_rate": f} for s, f in [(0.9, 0.1), (0.8, 0.5), (0.6, 0.9)]]
+    assert interpolate_at(pts, "a", "mean_ssim", 0.85) == pytest.approx(0.3)
+    assert interpolate_at(pts, "a", "mean_ssim", 0.7) == pytest.approx(0.7)
+    assert math.isnan(interpolate_at(pts, "a", "mean_ssim", 0.95))
+
+
+def test_cli_rejects_bad_arguments(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["compare", "--attacks", "fpgap,bogus"])
+    with pytest.raises(SystemExit):
+        cli.main(["compare", "--eps", "bogus=0.1"])

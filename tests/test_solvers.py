@@ -1,0 +1,113 @@
+"""maximize_linear_over_ssim_ball: closed form vs CVXPY, optimality with the box active, failures."""
+
+import numpy as np
+import pytest
+
+from solvers import SolverError, maximize_linear_over_ssim_ball, solve_qcqp_batch, ssim_ball
+from solvers.qcqp_cvxpy import FEASIBILITY_TOL
+
+
+def _feasible(y, x, eps2, eps1=0.0, tol=FEASIBILITY_TOL):
+    ball = ssim_ball(x, eps2, eps1)
+    return ball.contains(y, tol) & (y.min(1) >= -tol) & (y.max(1) <= 1 + tol)
+
+
+@pytest.mark.parametrize("solver", ["ECOS", "CLARABEL"])
+@pytest.mark.parametrize("eps1", [0.0, 0.05])
+def test_closed_form_equals_cvxpy_when_box_inactive(rng, solver, eps1):
+    n = 784
+    x = rng.uniform(0.3, 0.7, (12, n))
+    g = rng.normal(size=(12, n))
+    g[0] += 3.0  # a gradient with a large mean component
+    y_cf = maximize_linear_over_ssim_ball(g, x, 0.1, eps1, method="closed_form", box="ignore")
+    assert y_cf.min() > 0.0 and y_cf.max() < 1.0, "precondition: box inactive"
+    y_cvx = maximize_linear_over_ssim_ball(g, x, 0.1, eps1, method="cvxpy", solver=solver)
+    f_cf, f_cvx = (g * y_cf).sum(1), (g * y_cvx).sum(1)
+    np.testing.assert_allclose(f_cvx, f_cf, rtol=1e-6)
+    # and the feasibility-restored closed form is the same point
+    y_r = maximize_linear_over_ssim_ball(g, x, 0.1, eps1, method="closed_form")
+    np.testing.assert_allclose(y_r, y_cf, atol=1e-12)
+
+
+def test_cvxpy_beats_every_constructed_feasible_point_when_box_active(rng):
+    n = 784
+    x = rng.uniform(0, 1, (6, n))
+    x[:, : n // 2] = 0.0  # MNIST-like: half the pixels on the lower bound
+    x[:, n // 2 : n // 2 + 100] = 1.0
+    g = rng.normal(size=(6, n))
+    eps = 0.3
+    y = maximize_linear_over_ssim_ball(g, x, eps, method="cvxpy")
+    assert _feasible(y, x, eps).all()
+    best = (g * y).sum(1)
+    tol = 1e-6 * np.abs(best)
+    candidates = [x, maximize_linear_over_ssim_ball(g, x, eps, method="closed_form")]
+    for _ in range(20):  # closed-form steps for random directions, made feasible
+        d = g + rng.normal(scale=rng.uniform(0.1, 3.0), size=g.shape)
+        candidates.append(maximize_linear_over_ssim_ball(d, x, eps, method="closed_form"))
+    # clipped closed form, pulled back towards x until it is in the ball and keeps the mean
+    for c in candidates:
+        assert _feasible(c, x, eps).all()
+        assert np.all((g * c).sum(1) <= best + tol)
+    # with the box active the exact solution is strictly better than the restored closed form
+    assert np.all(best > (g * candidates[1]).sum(1) + 1e-3)
+
+
+def test_per_channel_equals_solving_each_channel(rng):
+    h, w, c = 8, 8, 3
+    x = rng.uniform(0, 1, (2, h * w * c))
+    g = rng.normal(size=x.shape)
+    y = maximize_linear_over_ssim_ball(g, x, 0.2, method="cvxpy", channels=3)
+    for ch in range(c):
+        y_ch = maximize_linear_over_ssim_ball(g[:, ch::3], x[:, ch::3], 0.2, method="cvxpy")
+        np.testing.assert_allclose(y[:, ch::3], y_ch, atol=1e-6)
+        assert _feasible(y[:, ch::3], x[:, ch::3], 0.2).all()
+
+
+def test_degenerate_inputs_constant_image_and_zero_gradient(rng):
+    x = np.full((2, 64), 0.5)
+    g = rng.normal(size=(2, 64))
+    g[1] = 0.0
+    for method in ("cvxpy", "closed_form"):
+        y = maximize_linear_over_ssim_ball(g, x, 0.2, method=method)
+        assert _feasible(y, x, 0.2).all()
+    y = maximize_linear_over_ssim_ball(g, x, 0.2, method="closed_form")
+    np.testing.assert_allclose(y[1], x[1])  # zero gradient: the centre, which is x for constant x
+
+
+def test_unknown_solver_raises_solver_error_and_keeps_nothing_unverified(rng):
+    x = rng.uniform(0, 1, (3, 50))
+    g = rng.normal(size=(3, 50))
+    with pytest.raises(SolverError) as err:
+        maximize_linear_over_ssim_ball(g, x, 0.2, method="cvxpy", solver="NOT_A_SOLVER")
+    assert err.value.failed == [0, 1, 2]
+    assert np.isnan(err.value.partial).all()
+
+
+def test_verification_rejects_points_outside_tolerance(rng):
+    x = rng.uniform(0, 1, (2, 50))
+    g = rng.normal(size=(2, 50))
+    res = solve_qcqp_batch(g, x, 0.2, tol=-1.0)  # nothing can verify
+    assert not res.ok.any() and np.isnan(res.y).all()
+    assert all("violated" in m for m in res.messages)
+
+
+def test_falls_back_to_second_solver(rng):
+    x = rng.uniform(0, 1, (2, 40))
+    g = rng.normal(size=(2, 40))
+    res = solve_qcqp_batch(g, x, 0.2, solver=("NOT_A_SOLVER", "CLARABEL"))
+    assert res.ok.all() and res.solver_used == ["CLARABEL", "CLARABEL"]
+
+
+@pytest.mark.parametrize("bad,exc,match", [
+    (dict(x=np.full((2, 4), 1.5)), ValueError, "outside bounds"),
+    (dict(x=np.full((4,), 0.5)), ValueError, r"\(B, N\)"),
+    (dict(g=np.full((2, 4), np.nan)), ValueError, "NaN"),
+    (dict(g=np.ones((2, 4), int)), TypeError, "float"),
+    (dict(eps2=1.2), ValueError, "eps2"),
+    (dict(method="bogus"), ValueError, "method"),
+])
+def test_bad_inputs_raise(bad, exc, match):
+    kw = dict(g=np.ones((2, 4)), x=np.full((2, 4), 0.5), eps2=0.2, method="closed_form")
+    kw.update(bad)
+    with pytest.raises(exc, match=match):
+        maximize_linear_over_ssim_ball(**kw)

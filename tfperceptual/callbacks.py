@@ -1,0 +1,56 @@
+"""Keras callbacks that watch attacks during training."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from .metrics import fooling_rate
+from .validation import check_images, check_labels
+
+__all__ = ["AdversarialEvaluation"]
+
+
+class AdversarialEvaluation(keras.callbacks.Callback):
+    """Run an attack on a fixed validation batch at the end of every ``every`` epochs.
+
+    Adds to the epoch's ``logs`` (so ``History``, ``CSVLogger`` and
+    ``TensorBoard`` record them):
+
+    * ``adv_fooling_rate``: fraction of images whose label changes under the
+      attack (pre-attack = the model's current prediction, paper Sec. V);
+    * ``adv_mean_ssim``, ``adv_mean_psnr``: image quality of the adversarials;
+    * ``adv_accuracy``: accuracy on the adversarials against ``y_val``.
+
+    The attack must have been built on the model being trained (its layers
+    are shared, so it sees the current weights).
+
+    Args:
+        attack: a callable ``attack(images, labels) -> AttackResult`` (PGAP,
+            FPGAP, a Foolbox baseline...).
+        x_val: (B, H, W, C) float32 in [0, 1]; y_val: (B,) integer labels.
+        every: run on epochs where ``(epoch + 1) % every == 0``.
+    """
+
+    def __init__(self, attack, x_val, y_val, every=1):
+        super().__init__()
+        if not callable(attack):
+            raise TypeError("attack must be callable as attack(images, labels)")
+        self.attack = attack
+        self.x_val = check_images(x_val, "x_val")
+        num_classes = getattr(attack, "num_classes", int(np.max(y_val)) + 1)
+        self.y_val = check_labels(y_val, len(self.x_val), num_classes, "y_val")
+        if int(every) < 1:
+            raise ValueError(f"every must be ≥ 1, got {every}")
+        self.every = int(every)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None or (epoch + 1) % self.every:
+            return
+        model = getattr(self.attack, "model", None) or self.model
+        clean = np.argmax(np.asarray(model(self.x_val, training=False)), -1)
+        res = self.attack(self.x_val, clean)
+        logs["adv_fooling_rate"] = fooling_rate(clean, res.adv_labels)["fooling_rate"]
+        logs["adv_mean_ssim"] = float(np.mean(res.ssim))
+        logs["adv_mean_psnr"] = float(np.mean(res.psnr))
+        logs["adv_accuracy"] = float(np.mean(res.adv_labels == self.y_val))
