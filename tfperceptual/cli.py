@@ -28,9 +28,13 @@ def _parse_eps(text):
 
 
 def _load_data(spec, n):
-    from .datasets import load_mnist, load_sample
+    from .datasets import load_cifar10, load_imagenet_val, load_mnist, load_sample
 
-    if spec == "mnist":
+    if spec == "cifar10":
+        x, y = load_cifar10("test")
+    elif spec == "imagenet":
+        x, y = load_imagenet_val(with_boxes=False, as_uint8=True)  # converted batch by batch
+    elif spec == "mnist":
         x, y = load_sample("mnist")
         if n > len(x):
             x, y = load_mnist("test")
@@ -49,7 +53,7 @@ def _load_data(spec, n):
         raise SystemExit(f"--data must be 'mnist', 'mnist-test' or a .npz file, got {spec!r}")
     if n > len(x):
         raise SystemExit(f"--n {n} exceeds the {len(x)} images available in {spec!r}")
-    return x[:n].astype(np.float32), y[:n]
+    return (x[:n] if x.dtype == np.uint8 else x[:n].astype(np.float32)), y[:n]
 
 
 def main(argv=None):
@@ -61,12 +65,14 @@ def main(argv=None):
     c.add_argument("--model", default=None, help="a .keras model taking pixels in [0, 1] (default: shipped MNIST CNN)")
     c.add_argument("--data", default="mnist",
                    help="'mnist' (shipped sample of the first 1,000 MNIST test images; the full test set from "
-                        "$TFPERCEPTUAL_DATA when --n > 1000), 'mnist-test', or an .npz with images/labels")
+                        "$TFPERCEPTUAL_DATA when --n > 1000), 'mnist-test', 'cifar10' (test set), 'imagenet' "
+                        "(the 1,300 validation images), or an .npz with images/labels; the matching zoo model "
+                        "is used unless --model is given")
     c.add_argument("--n", type=int, default=1000, help="number of images (the first N)")
     c.add_argument("--attacks", default=",".join(ATTACK_NAMES), help="comma-separated subset of " + ",".join(ATTACK_NAMES))
     c.add_argument("--eps", default="", help="ε grids, e.g. 'fpgap=0.1,0.2;fgsm=0.05,0.1' (others: defaults)")
-    c.add_argument("--ssim-target", type=float, default=0.85)
-    c.add_argument("--psnr-target", type=float, default=25.0)
+    c.add_argument("--ssim-target", type=float, default=None, help="default: the paper's (0.85 / 0.998 / 0.998)")
+    c.add_argument("--psnr-target", type=float, default=None, help="default: the paper's (25 / 57 / 65 dB)")
     c.add_argument("--steps", type=int, default=50)
     c.add_argument("--batch-size", type=int, default=256)
     c.add_argument("--out", default="runs/compare", help="output folder (cache, results.json, report.md, plots)")
@@ -86,15 +92,28 @@ def main(argv=None):
             p.error(str(e))
         import keras
 
-        from .compare import compare
-        from .zoo import mnist_cnn
+        from . import zoo
+        from .compare import PAPER_TABLES, compare
+        from .registry import EPS_GRIDS_BY_DATA
 
-        model = mnist_cnn() if args.model is None else keras.models.load_model(args.model, compile=False)
+        family = "mnist" if args.data in ("mnist", "mnist-test") else args.data
+        if family not in PAPER_TABLES:
+            family = "custom"
+        if args.model is not None:
+            model, model_name = keras.models.load_model(args.model, compile=False), args.model
+        elif family == "custom":
+            p.error("--model is required with a custom --data file")
+        else:
+            builders = {"mnist": zoo.mnist_cnn, "cifar10": zoo.cifar10_cnn, "imagenet": zoo.imagenet_mobilenet}
+            model, model_name = builders[family](), f"tfperceptual zoo.{builders[family].__name__}"
         x, y = _load_data(args.data, args.n)
+        defaults = PAPER_TABLES.get(family, PAPER_TABLES["mnist"])
+        grids = {**EPS_GRIDS_BY_DATA.get(family, EPS_GRIDS_BY_DATA["mnist"]), **grids}
         res = compare(model, x, y, attacks=attacks, eps_grids=grids, out_dir=args.out,
-                      ssim_target=args.ssim_target, psnr_target=args.psnr_target, steps=args.steps,
-                      batch_size=args.batch_size, data_name=args.data if args.data in ("mnist", "mnist-test") else "custom",
-                      model_name=args.model or "tfperceptual mnist_cnn (shipped)", progress=not args.no_progress)
+                      ssim_target=args.ssim_target if args.ssim_target is not None else defaults["ssim_target"],
+                      psnr_target=args.psnr_target if args.psnr_target is not None else defaults["psnr_target"],
+                      steps=args.steps, batch_size=args.batch_size, data_name=family,
+                      model_name=model_name, progress=not args.no_progress)
         print((open(os.path.join(args.out, "report.md"), encoding="utf-8").read()).split("## Sweep points")[0])
         print(f"wrote {args.out}/results.json, report.md, fooling_vs_ssim.png, fooling_vs_psnr.png")
         return 0

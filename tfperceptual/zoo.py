@@ -1,23 +1,23 @@
 """Models that ship with (or are built by) tfperceptual.
 
-Each returns a ``keras.Model`` that takes pixels in [0, 1] and outputs logits.
+Each returns a ``keras.Model`` that takes pixels in [0, 1] and outputs logits;
+preprocessing is inside the model as layers.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-__all__ = ["mnist_cnn", "class_names", "ASSETS"]
+__all__ = ["mnist_cnn", "cifar10_cnn", "imagenet_mobilenet", "class_names", "ASSETS", "MODELS_ENV"]
 
 ASSETS = Path(__file__).resolve().parent / "assets"
-
-_CLASS_NAMES = {
-    "mnist": [str(i) for i in range(10)],
-}
+MODELS_ENV = "TFPERCEPTUAL_MODELS"
+_MOBILENET = "mobilenet_v1_0.75_224_tfjs"
 
 
 def mnist_cnn():
-    """The shipped MNIST CNN (trained by ``scripts/train_mnist.py``; 99.36 % test accuracy).
+    """The shipped MNIST CNN (``scripts/train_mnist.py``; 99.36 % test accuracy).
 
     Input (B, 28, 28, 1) float32 in [0, 1]; output (B, 10) logits.
     """
@@ -26,8 +26,72 @@ def mnist_cnn():
     return keras.models.load_model(ASSETS / "mnist_cnn.keras", compile=False)
 
 
+def cifar10_cnn():
+    """The shipped CIFAR-10 CNN (``scripts/train_cifar10.py``).
+
+    Input (B, 32, 32, 3) float32 in [0, 1] (standardisation inside); output (B, 10) logits.
+
+    Raises:
+        FileNotFoundError: the weights have not been trained yet.
+    """
+    import keras
+
+    path = ASSETS / "cifar10_cnn.keras"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run scripts/train_cifar10.py")
+    return keras.models.load_model(path, compile=False)
+
+
+def _models_root():
+    if os.environ.get(MODELS_ENV):
+        return Path(os.environ[MODELS_ENV])
+    from .datasets import data_root
+
+    return data_root().parent / "models"
+
+
+def imagenet_mobilenet(weights_dir=None, input_size=227):
+    """Pretrained ImageNet MobileNet v1 (α = 0.75) from TensorFlow.js files, no network access.
+
+    Builds ``keras.applications.MobileNet(alpha=0.75, weights=None)`` and assigns
+    the weights of ``<weights_dir>/model.json`` and its float32 shards by layer
+    name (a depthwise layer's ``kernel`` is the manifest's ``depthwise_kernel``).
+    ``weights_dir`` defaults to ``$TFPERCEPTUAL_MODELS/mobilenet_v1_0.75_224_tfjs``,
+    else ``../shared/models/mobilenet_v1_0.75_224_tfjs`` beside the data root.
+
+    The returned model takes (B, input_size, input_size, 3) pixels in [0, 1]
+    (default 227, the size of ``imagenet-val1300``), resizes them bilinearly to
+    224 × 224 and maps them to [-1, 1] (``x / 127.5 - 1`` on 0..255) inside the
+    graph; it outputs (B, 1000) logits.  Top-1 on the 1,300 images: see docs/results.md.
+    """
+    import keras
+
+    from .tfjs_weights import assign_tfjs_weights, read_tfjs_weights
+
+    wdir = Path(weights_dir) if weights_dir is not None else _models_root() / _MOBILENET
+    weights = read_tfjs_weights(wdir)
+    base = keras.applications.MobileNet(alpha=0.75, weights=None, input_shape=(224, 224, 3),
+                                        classifier_activation=None)
+    assign_tfjs_weights(base, weights, {("DepthwiseConv2D", "kernel"): "depthwise_kernel"})
+    inp = keras.Input((input_size, input_size, 3), name="pixels")
+    h = inp
+    if input_size != 224:
+        h = keras.layers.Resizing(224, 224, interpolation="bilinear", name="resize_224")(h)
+    h = keras.layers.Rescaling(2.0, offset=-1.0, name="to_minus1_1")(h)
+    return keras.Model(inp, base(h), name="imagenet_mobilenet_v1_075")
+
+
 def class_names(dataset: str):
-    """Label names of ``dataset`` (``"mnist"``)."""
-    if dataset not in _CLASS_NAMES:
-        raise ValueError(f"unknown dataset {dataset!r}; available: {sorted(_CLASS_NAMES)}")
-    return list(_CLASS_NAMES[dataset])
+    """Label names of ``"mnist"``, ``"cifar10"`` or ``"imagenet"`` (from ``synset_words.txt``)."""
+    if dataset == "mnist":
+        return [str(i) for i in range(10)]
+    if dataset == "cifar10":
+        from .datasets import CIFAR10_CLASSES
+
+        return list(CIFAR10_CLASSES)
+    if dataset == "imagenet":
+        from .datasets import data_root
+
+        lines = (data_root() / "imagenet-val1300" / "synset_words.txt").read_text().splitlines()
+        return [line.split(" ", 1)[1].strip() for line in lines if line.strip()]
+    raise ValueError(f"unknown dataset {dataset!r}; choose 'mnist', 'cifar10' or 'imagenet'")
