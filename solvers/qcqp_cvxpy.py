@@ -10,6 +10,10 @@ For one image (vector of length N) the problem is
 with η, r, lo, hi from :func:`solvers.ssim_ball.ssim_ball`.  The problem is
 built once per (N, fixed-mean) with ``cp.Parameter`` objects (DPP), so each
 further solve only updates parameter values and skips canonicalisation.
+Above ``DPP_MAX_N`` = 4,096 pixels the problem is rebuilt with constants for
+each image instead: CVXPY's DPP parameter tensor has about 2·N² entries (at
+N = 51,529, one ImageNet channel, its compilation asks for 39.6 GiB and
+fails), whereas the constant problem's canonicalisation is linear in N.
 
 Every answer is verified: the solver status must be ``optimal`` and the point
 must satisfy all constraints to the stated tolerances; otherwise the next
@@ -30,6 +34,8 @@ __all__ = ["SolverError", "BatchSolveResult", "solve_qcqp_batch", "DEFAULT_SOLVE
            "FEASIBILITY_TOL"]
 
 DEFAULT_SOLVERS = ("ECOS", "CLARABEL")
+#: largest N for which the problem is compiled once with parameters (DPP)
+DPP_MAX_N = 4096
 #: absolute tolerance on box and mean violations, relative (to max(1, r)) on the ball
 FEASIBILITY_TOL = 1e-6
 
@@ -69,27 +75,37 @@ def _problem(n: int, fixed_mean: bool):
     key = (n, fixed_mean)
     if key in _CACHE:
         return _CACHE[key]
+    prob, y, params = _build(n, fixed_mean)
+    _CACHE[key] = (prob, y, params)
+    return _CACHE[key]
+
+
+def _build(n, fixed_mean, values=None):
+    """The QCQP with parameters, or with the constants ``values`` (dict) when given."""
+    import cvxpy as cp
+
     y = cp.Variable(n)
-    g = cp.Parameter(n)
-    centre = cp.Parameter(n)  # η x̃ (zero-mean part of the ball centre)
-    radius = cp.Parameter(nonneg=True)
-    b0 = cp.Parameter()
-    b1 = cp.Parameter()
+    def p(name, shape=(), **kw):
+        return cp.Constant(values[name]) if values is not None else cp.Parameter(shape, name=name, **kw)
+
+    g = p("g", (n,))
+    centre = p("centre", (n,))  # η x̃ (zero-mean part of the ball centre)
+    radius = p("radius", nonneg=True)
+    b0 = p("b0")
+    b1 = p("b1")
     mean_y = cp.sum(y) / n
     params = {"g": g, "centre": centre, "radius": radius, "b0": b0, "b1": b1}
     if fixed_mean:
-        mu = cp.Parameter()
+        mu = p("mu")
         params["mu"] = mu
         cons = [cp.sum(y) == n * mu, cp.norm(y - mu - centre, 2) <= radius]
     else:
-        lo = cp.Parameter()
-        hi = cp.Parameter()
+        lo = p("lo")
+        hi = p("hi")
         params.update(lo=lo, hi=hi)
         cons = [mean_y >= lo, mean_y <= hi, cp.norm(y - mean_y - centre, 2) <= radius]
     cons += [y >= b0, y <= b1]
-    prob = cp.Problem(cp.Maximize(g @ y), cons)
-    _CACHE[key] = (prob, y, params)
-    return _CACHE[key]
+    return cp.Problem(cp.Maximize(g @ y), cons), y, params
 
 
 def _verify(y, ball, i, bounds, tol):
@@ -131,28 +147,34 @@ def solve_qcqp_batch(g, x, eps2, eps1=0.0, bounds=(0.0, 1.0), solver=None,
     ball = ssim_ball(x, eps2, eps1)
     b, n = x.shape
     fixed = ball.eps1 == 0.0
-    prob, yvar, p = _problem(n, fixed)
+    dpp = n <= DPP_MAX_N
+    if dpp:
+        prob, yvar, p = _problem(n, fixed)
+        p["b0"].value, p["b1"].value = float(bounds[0]), float(bounds[1])
     out = np.full((b, n), np.nan)
     ok = np.zeros(b, bool)
     messages, used = [""] * b, [""] * b
-    p["b0"].value, p["b1"].value = float(bounds[0]), float(bounds[1])
     for i in range(b):
-        p["g"].value = g[i]
-        p["centre"].value = ball.centre[i]
-        p["radius"].value = float(ball.radius[i])
+        vals = {"g": g[i], "centre": ball.centre[i], "radius": float(ball.radius[i]),
+                "b0": float(bounds[0]), "b1": float(bounds[1])}
         if fixed:
-            p["mu"].value = float(ball.mean[i])
+            vals["mu"] = float(ball.mean[i])
         else:
-            p["lo"].value = float(ball.mean_low[i])
-            p["hi"].value = float(ball.mean_high[i])
+            vals["lo"], vals["hi"] = float(ball.mean_low[i]), float(ball.mean_high[i])
+        if dpp:
+            for k, v in vals.items():
+                p[k].value = v
+        else:
+            prob, yvar, _ = _build(n, fixed, vals)
         errs = []
         for s in solvers:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     prob.solve(solver=s)
-            except (cp.error.SolverError, ValueError, ArithmeticError) as e:
-                errs.append(f"{s}: {type(e).__name__}: {str(e).splitlines()[0][:120]}")
+            except (cp.error.SolverError, ValueError, ArithmeticError, MemoryError) as e:
+                msg = str(e).splitlines()[0][:120] if str(e) else ""
+                errs.append(f"{s}: {type(e).__name__}: {msg}")
                 continue
             if prob.status != cp.OPTIMAL:
                 errs.append(f"{s}: status {prob.status}")

@@ -111,3 +111,17 @@ def test_bad_inputs_raise(bad, exc, match):
     kw.update(bad)
     with pytest.raises(exc, match=match):
         maximize_linear_over_ssim_ball(**kw)
+
+
+def test_constant_problem_above_dpp_limit_gives_the_same_optimum(rng, monkeypatch):
+    import solvers.qcqp_cvxpy as q
+
+    x = rng.uniform(0, 1, (3, 60))
+    g = rng.normal(size=(3, 60))
+    ref = solve_qcqp_batch(g, x, 0.2)
+    monkeypatch.setattr(q, "DPP_MAX_N", 10)  # force the per-image constant problem
+    res = solve_qcqp_batch(g, x, 0.2, eps1=0.0)
+    assert res.ok.all()
+    np.testing.assert_allclose((g * res.y).sum(1), (g * ref.y).sum(1), rtol=1e-7)
+    res1 = solve_qcqp_batch(g, x, 0.2, eps1=0.05)
+    assert res1.ok.all() and _feasible(res1.y, x, 0.2, 0.05).all()
