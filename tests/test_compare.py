@@ -47,3 +47,17 @@ def test_cli_rejects_bad_arguments(capsys):
         cli.main(["compare", "--attacks", "fpgap,bogus"])
     with pytest.raises(SystemExit):
         cli.main(["compare", "--eps", "bogus=0.1"])
+
+
+def test_compare_on_imagenet_with_the_zoo_mobilenet(tmp_path):
+    out = tmp_path / "imagenet"
+    argv = ["compare", "--data", "imagenet", "--n", "4", "--attacks", "fpgap,fgsm", "--steps", "2",
+            "--eps", "fpgap=0.02,0.2;fgsm=0.001,0.03", "--batch-size", "2", "--out", str(out), "--no-progress"]
+    assert cli.main(argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["settings"]["ssim_target"] == 0.998 and res["settings"]["psnr_target"] == 65.0
+    assert res["settings"]["model"] == "tfperceptual zoo.imagenet_mobilenet"
+    assert res["paper"]["ssim"]["fgsm"] == 0.827
+    big = [p for p in res["points"] if p["attack"] == "fgsm" and p["eps"] == 0.03][0]
+    small = [p for p in res["points"] if p["attack"] == "fgsm" and p["eps"] == 0.001][0]
+    assert big["mean_psnr"] < small["mean_psnr"] and big["n"] == 4

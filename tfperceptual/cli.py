@@ -33,7 +33,7 @@ def _load_data(spec, n):
     if spec == "cifar10":
         x, y = load_cifar10("test")
     elif spec == "imagenet":
-        x, y = load_imagenet_val(with_boxes=False, as_uint8=True)  # converted batch by batch
+        x, y = load_imagenet_val(with_boxes=False, as_uint8=True, limit=n)  # converted batch by batch
     elif spec == "mnist":
         x, y = load_sample("mnist")
         if n > len(x):
