@@ -175,3 +175,25 @@ def test_without_early_stop_all_steps_run(mnist_model, mnist_batch):
     res = FPGAP(mnist_model, eps=0.3, steps=7, early_stop=False)(x[:8], y[:8], return_iterates=True)
     assert np.all(res.steps == 7) and res.iterates.shape[0] == 7
     _assert_iterates_feasible(res, x[:8], 0.3)
+
+
+def test_colour_images_one_ball_per_channel(tmp_path, monkeypatch):
+    """On real CIFAR-10 images every channel of every iterate stays in its own SSIM ball."""
+    from tfperceptual.datasets import load_cifar10
+
+    monkeypatch.setenv("TFPERCEPTUAL_CACHE", str(tmp_path))
+    x, _ = load_cifar10("test")
+    x = x[::1000][:6]
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((32, 32, 3))
+    h = keras.layers.Conv2D(8, 3, activation="relu")(inp)
+    model = keras.Model(inp, keras.layers.Dense(10)(keras.layers.Flatten()(h)))
+    y = np.argmax(model(x).numpy(), -1)
+    for attack in (FPGAP(model, eps=0.1, steps=4, early_stop=False), PGAP(model, eps=0.1, steps=2, early_stop=False)):
+        res = attack(x, y, return_iterates=True)
+        for c in range(3):
+            ball = ssim_ball(x[..., c].reshape(6, -1).astype(np.float64), 0.1)
+            for it in res.iterates:
+                v = ball.violation(it[..., c].reshape(6, -1).astype(np.float64))
+                assert np.all(v["ball"] <= TOL * np.maximum(1.0, ball.radius)) and np.all(v["mean"] <= TOL)
+        assert np.all(res.ssim < 1.0)
