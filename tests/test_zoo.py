@@ -76,3 +76,13 @@ def test_tfjs_reader_rejects_truncated_shards_and_missing_files(tmp_path):
         read_tfjs_weights(tmp_path)
     with pytest.raises(FileNotFoundError, match="model.json"):
         read_tfjs_weights(tmp_path / "nowhere")
+
+
+def test_cifar10_model_accuracy_on_test_set(tmp_path, monkeypatch):
+    from tfperceptual.datasets import load_cifar10
+
+    monkeypatch.setenv("TFPERCEPTUAL_CACHE", str(tmp_path))
+    model = zoo.cifar10_cnn()
+    assert model.input_shape == (None, 32, 32, 3) and model.output_shape == (None, 10)
+    x, y = load_cifar10("test")
+    assert _top1(model, x, y, batch=500) >= 0.85
