@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from solvers.closed_form import closed_form_step
+from solvers.linear_oracle import merge_channels, split_channels
 from solvers.qcqp_cvxpy import solve_qcqp_batch
 
 from .losses import LOSSES, attack_loss
@@ -318,13 +319,15 @@ class PGAP(_SSIMBallAttack):
         messages = [""] * n
         history = []
         c = x.shape[-1] if self.per_channel else 1
+        # (B, H, W, C) → (B·C, H·W) rows in NumPy, once per batch for the anchors
+        x_all = split_channels(x.reshape(n, -1).astype(np.float64), c)
         for _ in range(self.steps):
             idx = np.flatnonzero(~done & ~failed) if self.early_stop else np.flatnonzero(~failed)
             if idx.size == 0:
                 break
             g = self._grad(tf.constant(adv[idx]), tf.constant(y[idx]), tf.constant(tt[idx]), targeted).numpy()
-            g_rows = _to_rows(tf.constant(g.astype(np.float64)), self.per_channel).numpy()
-            x_rows = _to_rows(tf.constant(x[idx].astype(np.float64)), self.per_channel).numpy()
+            g_rows = split_channels(g.reshape(idx.size, -1).astype(np.float64), c)
+            x_rows = x_all.reshape(n, c, -1)[idx].reshape(idx.size * c, -1)
             res = solve_qcqp_batch(g_rows, x_rows, self.eps, self.eps_luminance, self.bounds,
                                    solver=self.cvxpy_solvers)
             ok = res.ok.reshape(idx.size, c).all(1)
@@ -334,8 +337,7 @@ class PGAP(_SSIMBallAttack):
                 messages[idx[j]] = "solver failed: " + "; ".join(res.messages[r] for r in rows if res.messages[r])
             good = idx[ok]
             if good.size:
-                y_rows = np.nan_to_num(res.y)  # failed rows are dropped below
-                new = _from_rows(tf.constant(y_rows), tf.constant(x[idx], tf.float64), self.per_channel).numpy()
+                new = merge_channels(np.nan_to_num(res.y), c).reshape(x[idx].shape)  # failed rows dropped below
                 adv[good] = np.clip(new[ok], 0.0, 1.0).astype(np.float32)
                 steps[good] += 1
                 p = self._predict(adv[good])
