@@ -9,7 +9,7 @@ from .ssim_ball import check_eps
 
 __all__ = ["maximize_linear_over_ssim_ball", "split_channels", "merge_channels"]
 
-METHODS = ("cvxpy", "closed_form")
+METHODS = ("exact", "cvxpy", "closed_form")
 
 
 def split_channels(a, channels):
@@ -46,9 +46,10 @@ def _check_inputs(g, x, bounds):
     return g.astype(np.float64), x.astype(np.float64), (b0, b1)
 
 
-def maximize_linear_over_ssim_ball(g, x, eps2, eps1=0.0, bounds=(0.0, 1.0), method="cvxpy",
+def maximize_linear_over_ssim_ball(g, x, eps2, eps1=0.0, bounds=(0.0, 1.0), method="exact",
                                    solver=None, channels=1, project_gradient=True,
-                                   box="restore"):
+                                   box="restore", dtype="float64", gap_tol=None,
+                                   return_certificate=False):
     """Maximise ``g·y`` over {S1(x, y) ≥ 1 − eps1², S2(x, y) ≥ 1 − eps2², y ∈ box}, per row.
 
     This is the linear step of PGAP (paper's Eq. 8-9) and, in closed form,
@@ -60,7 +61,9 @@ def maximize_linear_over_ssim_ball(g, x, eps2, eps1=0.0, bounds=(0.0, 1.0), meth
         eps2: S2 (structure/contrast) radius ε in (0, 1).
         eps1: S1 (luminance) radius in [0, 1); 0 keeps the mean of x (Eq. 9).
         bounds: the pixel box, default (0, 1).
-        method: ``"cvxpy"``: the exact QCQP by CVXPY (see
+        method: ``"exact"`` (default): the project's batched exact solver
+            in TensorFlow with a duality-gap certificate (see
+            :mod:`solvers.exact`); ``"cvxpy"``: the same QCQP by CVXPY (see
             :mod:`solvers.qcqp_cvxpy`); ``"closed_form"``: Eq. 10 with the
             gradient projected onto zero-mean vectors, made feasible for the box
             (exact when the box is inactive; see :mod:`solvers.closed_form`).
@@ -69,21 +72,43 @@ def maximize_linear_over_ssim_ball(g, x, eps2, eps1=0.0, bounds=(0.0, 1.0), meth
             ball per colour channel (the problem separates by channel).
         project_gradient, box: options of the closed form (paper's literal
             form: ``project_gradient=False, box="clip"``).
+        dtype: ``"float64"`` (default) or ``"float32"``, the precision of the
+            exact solver.
+        gap_tol: relative duality gap the exact solver must certify
+            (default :data:`solvers.exact.GAP_TOL` = 1e-6).
+        return_certificate: with ``method="exact"``, also return the
+            :class:`solvers.exact.ExactResult` (primal, dual bound, gap,
+            violation per row).
 
     Returns:
-        y: (B, N) float64 array.
+        y: (B, N) float64 array (or ``(y, certificate)``, see above).
 
     Raises:
         ValueError / TypeError: bad shapes, dtypes, NaN/Inf, pixels outside
             bounds, ε outside its range, unknown method.
-        SolverError: the CVXPY solvers failed or returned an unverified point
-            for some rows (``err.failed`` lists them, ``err.partial`` holds the
+        SolverError: the exact solver could not certify some rows (gap or
+            feasibility above tolerance), or the CVXPY solvers failed or returned
+            an unverified point for some rows (``err.failed`` lists them, ``err.partial`` holds the
             other rows' solutions).
     """
     eps2, eps1 = check_eps(eps2, eps1)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     g, x, bounds = _check_inputs(g, x, bounds)
+    if method == "exact":
+        from .exact import GAP_TOL, solve_exact
+
+        res = solve_exact(g, x, eps2, eps1, bounds, channels=channels, dtype=dtype,
+                          gap_tol=GAP_TOL if gap_tol is None else gap_tol)
+        y = res.y.numpy().astype(np.float64)
+        ok = res.ok.numpy()
+        if not ok.all():
+            bad = np.flatnonzero(~ok).tolist()
+            msgs = [f"row {i}: relative gap {res.rel_gap.numpy()[i]:.3g}, violation {res.violation.numpy()[i]:.3g}"
+                    for i in bad]
+            raise SolverError("exact SSIM-ball solver could not certify rows " + str(bad) + ": " + "; ".join(msgs[:3]),
+                              failed=bad, messages=msgs, partial=np.where(ok[:, None], y, np.nan))
+        return (y, res) if return_certificate else y
     if channels > 1:
         g, x = split_channels(g, channels), split_channels(x, channels)
     if method == "closed_form":

@@ -93,7 +93,6 @@ def _build(n, fixed_mean, values=None):
     radius = p("radius", nonneg=True)
     b0 = p("b0")
     b1 = p("b1")
-    mean_y = cp.sum(y) / n
     params = {"g": g, "centre": centre, "radius": radius, "b0": b0, "b1": b1}
     if fixed_mean:
         mu = p("mu")
@@ -103,7 +102,9 @@ def _build(n, fixed_mean, values=None):
         lo = p("lo")
         hi = p("hi")
         params.update(lo=lo, hi=hi)
-        cons = [mean_y >= lo, mean_y <= hi, cp.norm(y - mean_y - centre, 2) <= radius]
+        # the mean as its own variable keeps the problem sparse (y − sum(y)/n would be a dense N×N map)
+        m = cp.Variable()
+        cons = [cp.sum(y) == n * m, m >= lo, m <= hi, cp.norm(y - m - centre, 2) <= radius]
     cons += [y >= b0, y <= b1]
     return cp.Problem(cp.Maximize(g @ y), cons), y, params
 

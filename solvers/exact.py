@@ -1,0 +1,391 @@
+r"""Exact batched solver of PGAP's QCQP (TensorFlow, float64 by default, GPU-ready).
+
+Problem, per row of a batch (B, N) (see :mod:`solvers.ssim_ball` for the ball):
+
+.. math::
+
+    \max_y\ g\cdot y \quad\text{s.t.}\quad \mathrm{mean}(y) = m,\quad
+    \|y - z\|_2 \le r,\quad b_0 \le y \le b_1,
+    \qquad z = m\mathbf 1 + \eta\tilde x ,
+
+with :math:`m = \mu_x` when :math:`\varepsilon_1 = 0` (paper's Eq. 9), or
+:math:`m` free in the S1 interval otherwise (then the problem is solved over
+:math:`m` too, below).  On the hyperplane :math:`g\cdot y = \tilde g\cdot y +
+N m\bar g`, so only the zero-mean gradient :math:`\tilde g` matters.
+
+**Structure used.**  Let :math:`P = \{b_0 \le y \le b_1,\ \mathrm{mean}(y) = m\}`.
+For a ball multiplier :math:`\lambda = 1/\tau > 0` the KKT point is the
+projection :math:`y(\tau) = \Pi_P(z + \tau\tilde g) = \mathrm{clip}(z + \tau\tilde g
+- \theta, b_0, b_1)`, a clipped affine function of :math:`\tilde g`, with the
+scalar :math:`\theta` fixed by the mean (a continuous quadratic knapsack:
+:math:`\sum_i \mathrm{clip}(v_i - \theta) = Nm` is monotone and piecewise
+linear in :math:`\theta`; we solve it by a bracketed Newton method whose step is
+the exact root on the current active set, so it ends exactly, with bisection
+as a safeguard).  :math:`\phi(\tau) = \|y(\tau) - z\|^2` is non-decreasing
+(compare the optimality of :math:`y(\tau_1)` and :math:`y(\tau_2)` for the
+penalised problems), and within one active set it is the quadratic
+:math:`\tau^2 S + n_F\alpha^2 + K`; the outer search solves that quadratic for
+:math:`\phi = r^2` (exact on the right piece) inside a bracket that bisection
+shrinks when a step leaves it.  If :math:`\phi` stays below :math:`r^2` as
+:math:`\tau \to \infty` the ball is inactive and the answer is the box–mean
+LP's optimum (detected when the free pixels share one gradient value and the
+clipped ones would stay clipped: then :math:`\lambda = 0`).
+
+**Certificate.**  For any :math:`\lambda \ge 0,\nu` the Lagrangian dual
+
+.. math::
+
+    D(\lambda,\nu) = \sum_i \max_{b_0\le y_i\le b_1}\big[(\tilde g_i-\nu)y_i
+    - \tfrac{\lambda}{2}(y_i-z_i)^2\big] + \nu N m + \tfrac{\lambda}{2} r^2
+
+bounds the optimum from above; it is evaluated at the final multipliers
+(:math:`\lambda = 1/\tau, \nu = \theta/\tau`, and the LP multipliers
+:math:`\lambda = 0, \nu = ` the free pixels' gradient) and the smaller bound
+is reported.  ``gap = dual − primal`` ≥ 0 (to rounding);
+``rel_gap = gap / max(gain, floor)`` with ``gain = g·(y − x)`` the linear gain
+of the step (the part of the objective the step controls) and ``floor`` the
+rounding scale of the dot products.
+
+**S1 interval** (:math:`\varepsilon_1 > 0`).  The value :math:`V(m)` of the
+fixed-mean problem is concave in :math:`m` with derivative :math:`N\nu_g`
+(envelope theorem; :math:`\nu_g = \nu + \bar g` is the mean multiplier), so
+:math:`m^\star` is found by bisection on the sign of :math:`\nu_g` between
+:math:`\mu_x` (always feasible) and the end of the interval it points to
+(means for which the fixed-mean problem is infeasible count as "too far").
+The certificate is the joint Lagrangian bound, made valid over the whole
+interval by its linear majorant at :math:`m^\star` (the bound is concave in
+:math:`m`).
+
+Every returned point satisfies the box exactly and the mean and ball up to the
+stated tolerances; rows whose certificate or feasibility check fails are marked
+``ok = False`` (callers raise or fall back; they never use them silently).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from .ssim_ball import C1, C2, check_eps
+
+__all__ = ["ExactResult", "solve_exact", "GAP_TOL", "feasibility_tol"]
+
+#: default relative-gap tolerance of the certificate
+GAP_TOL = 1e-6
+
+
+def feasibility_tol(dtype):
+    """Constraint tolerance of the exact solver: 1e-9 (float64) or 1e-4 (float32).
+
+    Ball violations are relative to max(1, r); mean and box violations absolute.
+    """
+    return 1e-9 if tf.as_dtype(dtype) == tf.float64 else 1e-4
+
+
+@dataclass
+class ExactResult:
+    """Output of :func:`solve_exact`, one entry per image (row) of the batch.
+
+    Attributes:
+        y: (B, N) tensor, the maximiser (pixels within ``bounds``).
+        primal: (B,) objective g·y.
+        dual: (B,) Lagrangian upper bound on the optimum.
+        gap: (B,) ``dual − primal`` (≥ 0 up to rounding).
+        rel_gap: (B,) ``gap`` relative to the step's gain g·(y − x).
+        violation: (B,) largest constraint violation (ball relative to
+            max(1, r), mean and box absolute); summed over channels' maxima.
+        iterations: (B,) outer iterations used (largest over channels).
+        ok: (B,) bool: ``rel_gap ≤ gap_tol`` and ``violation ≤ feasibility_tol``.
+    """
+
+    y: tf.Tensor
+    primal: tf.Tensor
+    dual: tf.Tensor
+    gap: tf.Tensor
+    rel_gap: tf.Tensor
+    violation: tf.Tensor
+    iterations: tf.Tensor
+    ok: tf.Tensor
+
+
+# ----------------------------------------------------------------------------- knapsack
+def _theta(v, msum, b0, b1, theta0, max_iter):
+    """Exact θ with Σ clip(v − θ, b0, b1) = msum per row (bracketed Newton)."""
+    dt = v.dtype
+    n = tf.cast(tf.shape(v)[1], dt)
+    eps = tf.constant(np.finfo(dt.as_numpy_dtype).eps, dt)
+    scale = tf.maximum(tf.abs(b0), tf.abs(b1))
+    tol = 16.0 * eps * n * scale
+    lo = tf.reduce_min(v, 1) - b1  # h(lo) = N b1 - msum ≥ 0
+    hi = tf.reduce_max(v, 1) - b0  # h(hi) = N b0 - msum ≤ 0
+    th = tf.clip_by_value(theta0, lo, hi)
+    done = tf.zeros_like(th, dtype=tf.bool)
+
+    def body(i, th, lo, hi, done):
+        s = v - th[:, None]
+        free = (s > b0) & (s < b1)
+        up = s >= b1
+        h = tf.reduce_sum(tf.clip_by_value(s, b0, b1), 1) - msum
+        nf = tf.reduce_sum(tf.cast(free, dt), 1)
+        nu = tf.reduce_sum(tf.cast(up, dt), 1)
+        sf = tf.reduce_sum(tf.where(free, v, tf.zeros_like(v)), 1)
+        lo2 = tf.where(h > 0, th, lo)
+        hi2 = tf.where(h < 0, th, hi)
+        newly = (tf.abs(h) <= tol) | (hi2 - lo2 <= 4.0 * eps * tf.maximum(tf.abs(th), 1.0))
+        th_n = (sf + nu * b1 + (n - nf - nu) * b0 - msum) / tf.maximum(nf, 1.0)
+        newton_ok = (nf > 0) & (th_n > lo2) & (th_n < hi2)
+        nxt = tf.where(newton_ok, th_n, 0.5 * (lo2 + hi2))
+        stop = done | newly
+        return (i + 1, tf.where(stop, th, nxt), tf.where(stop, lo, lo2),
+                tf.where(stop, hi, hi2), stop)
+
+    _, th, _, _, _ = tf.while_loop(
+        lambda i, th, lo, hi, done: (i < max_iter) & tf.logical_not(tf.reduce_all(done)),
+        body, (tf.constant(0), th, lo, hi, done))
+    return th
+
+
+# ----------------------------------------------------------------------------- fixed mean
+def _fixed_mean(gt, z, m, r, b0, b1, max_outer, max_inner, rtol):
+    """Maximise gt·y on {mean(y) = m, ‖y − z‖ ≤ r, box} per row.
+
+    Returns a dict with y (primal, feasible), the multipliers and the dual
+    bound pieces (all (B,) or (B, N)), and ``feasible`` (φ(0) ≤ r²).
+    """
+    dt = gt.dtype
+    n = tf.cast(tf.shape(gt)[1], dt)
+    msum = n * m
+    r2 = r * r
+    eps = tf.constant(np.finfo(dt.as_numpy_dtype).eps, dt)
+    gnorm2 = tf.reduce_sum(gt * gt, 1)
+    tiny_s = (64.0 * eps) ** 2 * gnorm2
+    inf = tf.constant(np.inf, dt)
+
+    th0 = _theta(z, msum, b0, b1, tf.zeros_like(m), max_inner)
+    y0 = tf.clip_by_value(z - th0[:, None], b0, b1)
+    phi0 = tf.reduce_sum((y0 - z) ** 2, 1)
+    feasible = phi0 <= r2 * (1.0 + rtol)
+    zero_g = gnorm2 <= 0.0
+
+    tau = tf.where(zero_g, tf.zeros_like(r), r / tf.sqrt(tf.where(zero_g, tf.ones_like(gnorm2), gnorm2)))
+    # rows already finished: zero gradient (y0 is optimal), infeasible (reported)
+    done0 = zero_g | tf.logical_not(feasible)
+    lp0 = tf.zeros_like(done0)
+
+    def evaluate(tau, th_warm):
+        v = z + tau[:, None] * gt
+        th = _theta(v, msum, b0, b1, th_warm, max_inner)
+        s = v - th[:, None]
+        y = tf.clip_by_value(s, b0, b1)
+        d = y - z
+        phi = tf.reduce_sum(d * d, 1)
+        free = (s > b0) & (s < b1)
+        nf = tf.reduce_sum(tf.cast(free, dt), 1)
+        beta = tf.reduce_sum(tf.where(free, gt, tf.zeros_like(gt)), 1) / tf.maximum(nf, 1.0)
+        dev = tf.where(free, gt - beta[:, None], tf.zeros_like(gt))
+        sgg = tf.reduce_sum(dev * dev, 1)
+        k = tf.reduce_sum(tf.where(free, tf.zeros_like(d), d * d), 1)
+        alpha = th - beta * tau
+        slack = 64.0 * eps * tf.sqrt(gnorm2)[:, None]
+        up = s >= b1
+        low = s <= b0
+        stays = tf.reduce_all((~up | (gt - beta[:, None] >= -slack)) & (~low | (gt - beta[:, None] <= slack)), 1)
+        return th, y, phi, nf, beta, sgg, k, alpha, stays
+
+    def body(i, tau, th, tlo, thi, done, lp, iters):
+        th_new, _, phi, nf, beta, sgg, k, alpha, stays = evaluate(tau, th)
+        below = phi <= r2
+        tlo2 = tf.where(below, tf.maximum(tlo, tau), tlo)
+        thi2 = tf.where(below, thi, tf.minimum(thi, tau))
+        conv = tf.abs(phi - r2) <= rtol * r2
+        lp_now = below & (sgg <= tiny_s) & stays & (nf > 0)
+        t_n = tf.sqrt(tf.maximum(r2 - nf * alpha**2 - k, 0.0) / tf.where(sgg > tiny_s, sgg, tf.ones_like(sgg)))
+        t_n = tf.where(sgg > tiny_s, t_n, inf)
+        inside = (t_n > tlo2) & (t_n < thi2)
+        grow = 4.0 * tf.maximum(tau, tlo2)
+        mid = tf.where(tlo2 > 0, tf.sqrt(tlo2 * thi2), 0.5 * thi2)
+        fallback = tf.where(tf.math.is_inf(thi2), grow, mid)
+        nxt = tf.where(inside, t_n, fallback)
+        stop_now = conv | lp_now
+        # finished rows keep the τ (and θ) they were evaluated at
+        keep = done
+        tau_out = tf.where(keep | stop_now, tau, nxt)
+        th_out = tf.where(keep, th, th_new)
+        return (i + 1, tau_out, th_out, tf.where(keep, tlo, tlo2), tf.where(keep, thi, thi2),
+                keep | stop_now, tf.where(keep, lp, lp_now), tf.where(keep, iters, iters + 1))
+
+    init = (tf.constant(0), tau, th0, tf.zeros_like(r), tf.fill(tf.shape(r), inf), done0, lp0,
+            tf.zeros_like(r, dtype=tf.int32))
+    _, tau, th, tlo, thi, done, lp, iters = tf.while_loop(
+        lambda i, *s: (i < max_outer) & tf.logical_not(tf.reduce_all(s[4])), body, init)
+
+    th, yd, phi, nf, beta, sgg, k, alpha, stays = evaluate(tau, th)
+    yd = tf.where(zero_g[:, None], y0, yd)
+    phi = tf.where(zero_g, phi0, phi)
+    # primal point: y(τ) if inside the ball, else pulled back towards y0 = Π_P(z)
+    yp = tf.where((phi <= r2)[:, None], yd, _pull_into_ball(y0, yd, z, r))
+    lam = tf.where(zero_g | lp, tf.zeros_like(tau), 1.0 / tf.where(tau > 0, tau, tf.ones_like(tau)))
+    nu_lam = th * lam
+    # dual bounds: (λ = 1/τ, ν = θ/τ) at y_d and the LP bound (λ = 0, ν = β); take the smaller
+    h_d = tf.reduce_sum(yd, 1) - msum
+    gap_lam = (tf.reduce_sum(gt * (yd - yp), 1) - nu_lam * h_d + 0.5 * lam * (r2 - phi))
+    gap_lam = tf.where(lam > 0, gap_lam, inf)
+    gs = gt - beta[:, None]
+    box_best = tf.maximum(gs * b0, gs * b1)
+    gap_lp = tf.reduce_sum(box_best - gs * yp, 1) - beta * (tf.reduce_sum(yp, 1) - msum)
+    gap_lp = tf.where(nf > 0, gap_lp, inf)
+    use_lp = gap_lp < gap_lam
+    gap = tf.where(zero_g, tf.zeros_like(r), tf.minimum(gap_lam, gap_lp))
+    lam_out = tf.where(use_lp, tf.zeros_like(lam), lam)
+    nu_out = tf.where(use_lp, beta, nu_lam)
+    return {"y": yp, "y_dual": yd, "gap": gap, "lam": lam_out, "nu": nu_out, "feasible": feasible,
+            "iterations": iters, "h_dual": tf.where(use_lp, tf.reduce_sum(yp, 1) - msum, h_d)}
+
+
+def _pull_into_ball(anchor, w, z, r):
+    """Largest t ∈ [0, 1] with anchor + t (w − anchor) in ‖· − z‖ ≤ r (anchor inside)."""
+    a = anchor - z
+    d = w - anchor
+    dd = tf.reduce_sum(d * d, 1)
+    ad = tf.reduce_sum(a * d, 1)
+    aa = tf.reduce_sum(a * a, 1)
+    disc = tf.maximum(ad**2 - dd * (aa - r**2), 0.0)
+    safe = tf.where(dd > 0, dd, tf.ones_like(dd))
+    t = tf.where(dd > 0, (-ad + tf.sqrt(disc)) / safe, tf.ones_like(dd))
+    t = tf.clip_by_value(t, 0.0, 1.0)
+    return anchor + t[:, None] * d
+
+
+# ----------------------------------------------------------------------------- driver
+@tf.function(reduce_retracing=True)
+def _solve_rows(g, x, eps2, eps1, b0, b1, max_outer, max_inner, max_mean, rtol, interval):
+    """Rows of (B, N); ``interval`` (Python bool): S1 interval (ε1 > 0) instead of a fixed mean."""
+    dt = g.dtype
+    n = tf.cast(tf.shape(g)[1], dt)
+    inf = tf.constant(np.inf, dt)
+    mean_x = tf.reduce_mean(x, 1)
+    xt = x - mean_x[:, None]
+    eta = 1.0 / (1.0 - eps2**2)
+    c = eta * xt
+    r = tf.sqrt((eta**2 - 1.0) * tf.reduce_sum(xt**2, 1) + eta * eps2**2 * n * C2)
+    gbar = tf.reduce_mean(g, 1)
+    gt = g - gbar[:, None]
+
+    def solve_at(m):
+        return _fixed_mean(gt, m[:, None] + c, m, r, b0, b1, max_outer, max_inner, rtol)
+
+    res = solve_at(mean_x)
+    gap = res["gap"]
+    if interval:
+        t = 1.0 - eps1**2
+        half = tf.sqrt(tf.maximum(mean_x**2 * (1.0 / t**2 - 1.0) + C1 * (1.0 / t - 1.0), 0.0))
+        m_lo = tf.minimum(tf.maximum(mean_x / t - half, b0), mean_x)
+        m_hi = tf.maximum(tf.minimum(mean_x / t + half, b1), mean_x)
+        direction = tf.sign(res["nu"] + gbar)
+        end = tf.where(direction > 0, m_hi, m_lo)
+        res_end = solve_at(end)
+        end_ok = res_end["feasible"] & (direction * (res_end["nu"] + gbar) >= 0)
+
+        def mbody(i, a, b):
+            mid = 0.5 * (a + b)
+            rm = solve_at(mid)
+            good = rm["feasible"] & (direction * (rm["nu"] + gbar) > 0)
+            return i + 1, tf.where(good, mid, a), tf.where(good, b, mid)
+
+        _, a, _ = tf.while_loop(lambda i, a, b: i < max_mean, mbody, (tf.constant(0), mean_x, end))
+        m_star = tf.where(direction == 0, mean_x, tf.where(end_ok, end, a))
+        res = solve_at(m_star)
+        # the joint Lagrangian bound is concave in m; its tangent at m* majorises it on [m_lo, m_hi]
+        slope = n * (res["nu"] + gbar) + res["lam"] * res["h_dual"]
+        gap = res["gap"] + tf.maximum(slope * (m_lo - m_star), slope * (m_hi - m_star))
+        gap = tf.where(res["feasible"], tf.maximum(gap, 0.0), inf)
+        keep_x = tf.equal(m_star, mean_x)
+    else:
+        keep_x = tf.ones_like(mean_x, dtype=tf.bool)
+    # zero projected gradient: every feasible point is optimal; keep the anchor itself
+    y = tf.where((tf.reduce_all(tf.equal(gt, 0.0), 1) & keep_x)[:, None], x, res["y"])
+    gain = tf.reduce_sum(g * (y - x), 1)
+    eps = tf.constant(np.finfo(dt.as_numpy_dtype).eps, dt)
+    floor = 64.0 * eps * tf.norm(gt, axis=1) * (tf.norm(y, axis=1) + r) + tf.constant(1e-300, dt)
+
+    # feasibility check, independent of the solver's internals
+    my = tf.reduce_mean(y, 1)
+    dist = tf.norm(y - my[:, None] - c, axis=1)
+    v_ball = tf.maximum(dist - r, 0.0) / tf.maximum(r, 1.0)
+    if interval:
+        v_mean = tf.maximum(tf.maximum(m_lo - my, my - m_hi), 0.0)
+    else:
+        v_mean = tf.abs(my - mean_x)
+    v_box = tf.maximum(tf.reduce_max(tf.maximum(b0 - y, y - b1), 1), 0.0)
+    violation = tf.maximum(tf.maximum(v_ball, v_mean), v_box)
+    return y, tf.reduce_sum(g * y, 1), gap, gain, floor, violation, res["iterations"]
+
+
+def _to_rows(a, b, n, channels):
+    return tf.reshape(tf.transpose(tf.reshape(a, (b, n // channels, channels)), (0, 2, 1)), (b * channels, -1))
+
+
+def _from_rows(a, b, n, channels):
+    return tf.reshape(tf.transpose(tf.reshape(a, (b, channels, n // channels)), (0, 2, 1)), (b, n))
+
+
+def solve_exact(g, x, eps2, eps1=0.0, bounds=(0.0, 1.0), channels=1, dtype=tf.float64,
+                gap_tol=GAP_TOL, max_outer=100, max_inner=100, max_mean=60, rtol=None):
+    """Exact maximiser of ``g·y`` over the SSIM ball ∩ pixel box, batched, with a certificate.
+
+    Args:
+        g: (B, N) float array or tensor, the linear objective (loss gradient).
+        x: (B, N) float array or tensor, anchor images, pixels in ``bounds``
+            (channels-last flattening when ``channels > 1``).
+        eps2: S2 radius ε in (0, 1) (S2 ≥ 1 − ε², paper's Eq. 5).
+        eps1: S1 radius in [0, 1); 0 fixes the mean (Eq. 9).
+        bounds: pixel box (b0, b1), default (0, 1).
+        channels: C > 1 solves one SSIM ball per colour channel (the problem
+            separates); gaps and gains are summed over the channels.
+        dtype: ``tf.float64`` (default) or ``tf.float32``.
+        gap_tol: relative gap below which a row is certified (``ok``).
+        max_outer, max_inner, max_mean: iteration caps of the ball-multiplier,
+            knapsack and mean searches (rows that hit them are still
+            certified or flagged by the gap, never trusted blindly).
+        rtol: relative tolerance on ‖y − z‖² = r² (default 1e-13 / 1e-6).
+
+    Returns:
+        :class:`ExactResult` (tensors of ``dtype``).
+
+    Raises:
+        ValueError: shapes, radii or dtype out of range (NaN/Inf and bounds
+            are checked by :func:`solvers.maximize_linear_over_ssim_ball`).
+    """
+    eps2, eps1 = check_eps(eps2, eps1)
+    dtype = tf.as_dtype(dtype)
+    if dtype not in (tf.float32, tf.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype.name}")
+    g = tf.cast(tf.convert_to_tensor(g), dtype)
+    x = tf.cast(tf.convert_to_tensor(x), dtype)
+    if g.shape.rank != 2 or x.shape.rank != 2 or g.shape != x.shape:
+        raise ValueError(f"g and x must have the same shape (B, N), got {g.shape} and {x.shape}")
+    b, n = int(x.shape[0]), int(x.shape[1])
+    if channels > 1:
+        if n % channels:
+            raise ValueError(f"N={n} is not divisible by channels={channels}")
+        g, x = _to_rows(g, b, n, channels), _to_rows(x, b, n, channels)
+    if rtol is None:
+        rtol = 1e-13 if dtype == tf.float64 else 1e-6
+    y, primal, gap, gain, floor, viol, iters = _solve_rows(
+        g, x, tf.constant(eps2, dtype), tf.constant(eps1, dtype), tf.constant(bounds[0], dtype),
+        tf.constant(bounds[1], dtype), tf.constant(max_outer), tf.constant(max_inner),
+        tf.constant(max_mean), tf.constant(rtol, dtype), eps1 > 0)
+    if channels > 1:
+        y = _from_rows(y, b, n, channels)
+
+        def per_image(a, op=tf.reduce_sum):
+            return op(tf.reshape(a, (b, channels)), 1)
+
+        primal, gap, gain, floor = per_image(primal), per_image(gap), per_image(gain), per_image(floor)
+        viol, iters = per_image(viol, tf.reduce_max), per_image(iters, tf.reduce_max)
+    rel = tf.maximum(gap, 0.0) / tf.maximum(gain, floor)
+    ok = (rel <= gap_tol) & (viol <= feasibility_tol(dtype))
+    return ExactResult(y=y, primal=primal, dual=primal + gap, gap=gap, rel_gap=rel, violation=viol,
+                       iterations=iters, ok=ok)
