@@ -70,7 +70,7 @@ import tensorflow as tf
 
 from .ssim_ball import C1, C2, check_eps
 
-__all__ = ["ExactResult", "solve_exact", "GAP_TOL", "feasibility_tol"]
+__all__ = ["ExactResult", "solve_exact", "exact_step_rows", "GAP_TOL", "feasibility_tol"]
 
 #: default relative-gap tolerance of the certificate
 GAP_TOL = 1e-6
@@ -389,3 +389,20 @@ def solve_exact(g, x, eps2, eps1=0.0, bounds=(0.0, 1.0), channels=1, dtype=tf.fl
     ok = (rel <= gap_tol) & (viol <= feasibility_tol(dtype))
     return ExactResult(y=y, primal=primal, dual=primal + gap, gap=gap, rel_gap=rel, violation=viol,
                        iterations=iters, ok=ok)
+
+
+def exact_step_rows(g, x, eps2, eps1, bounds, interval, gap_tol=GAP_TOL, max_outer=100, max_inner=100,
+                    max_mean=60):
+    """Graph-friendly exact step for rows (B, N) float64 tensors (used inside PGAP's ``tf.function``).
+
+    ``eps2``, ``eps1`` may be tensors or variables; ``interval`` (Python bool)
+    selects the S1 interval (ε1 > 0).  Returns ``(y, ok)``: (B, N) and (B,) bool,
+    ``ok`` meaning relative gap ≤ ``gap_tol`` and violation ≤ :func:`feasibility_tol`.
+    """
+    dt = g.dtype
+    y, _, gap, gain, floor, viol, _ = _solve_rows(
+        g, x, tf.cast(eps2, dt), tf.cast(eps1, dt), tf.constant(bounds[0], dt), tf.constant(bounds[1], dt),
+        tf.constant(max_outer), tf.constant(max_inner), tf.constant(max_mean),
+        tf.constant(1e-13 if dt == tf.float64 else 1e-6, dt), bool(interval))
+    rel = tf.maximum(gap, 0.0) / tf.maximum(gain, floor)
+    return y, (rel <= gap_tol) & (viol <= feasibility_tol(dt))

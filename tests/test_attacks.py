@@ -128,7 +128,7 @@ def test_solver_failure_on_one_image_keeps_the_rest(mnist_model, mnist_batch, mo
 
     monkeypatch.setattr(attacks_mod, "solve_qcqp_batch", flaky)
     x, y = mnist_batch
-    res = PGAP(mnist_model, eps=0.4, steps=3)(x[:3], y[:3])
+    res = PGAP(mnist_model, eps=0.4, steps=3, solver="cvxpy")(x[:3], y[:3])
     assert res.failed[0] and not res.success[0] and "infeasible_inaccurate" in res.messages[0]
     np.testing.assert_array_equal(res.adversarial[0], x[0])  # last verified iterate: the original
     assert not res.failed[1:].any() and res.success[1:].all()
@@ -197,3 +197,22 @@ def test_colour_images_one_ball_per_channel(tmp_path, monkeypatch):
                 v = ball.violation(it[..., c].reshape(6, -1).astype(np.float64))
                 assert np.all(v["ball"] <= TOL * np.maximum(1.0, ball.radius)) and np.all(v["mean"] <= TOL)
         assert np.all(res.ssim < 1.0)
+
+
+def test_pgap_exact_step_equals_the_cvxpy_step(mnist_model, mnist_batch):
+    x, y = mnist_batch
+    x, y = x[:6], y[:6]
+    kw = dict(eps=0.2, steps=1, early_stop=False)
+    exact = PGAP(mnist_model, solver="exact", **kw)(x, y)
+    ref = PGAP(mnist_model, solver="CLARABEL", **kw)(x, y)
+    assert not exact.failed.any() and not ref.failed.any()
+    np.testing.assert_allclose(exact.adversarial, ref.adversarial, atol=2e-5)
+
+
+def test_pgap_exact_uncertified_step_fails_the_image_and_keeps_the_last_iterate(mnist_model, mnist_batch):
+    x, y = mnist_batch
+    res = PGAP(mnist_model, eps=0.3, steps=3, gap_tol=-1.0)(x[:3], y[:3])  # no gap can meet it
+    assert res.failed.all() and not res.success.any()
+    assert "certify" in res.messages[0]
+    np.testing.assert_array_equal(res.adversarial, x[:3])
+    np.testing.assert_array_equal(res.steps, 0)

@@ -195,6 +195,72 @@ class _SSIMBallAttack:
             parts.append(self._attack_batch(x[sl], y[sl], None if t is None else t[sl], return_iterates))
         return AttackResult.concatenate(parts)
 
+    def _success(self, logits, labels, targets, targeted):
+        pred = tf.argmax(logits, -1, output_type=labels.dtype)
+        return tf.equal(pred, targets) if targeted else tf.not_equal(pred, labels), pred
+
+    def _step_rows(self, g_rows, x0_rows, interval: bool):
+        """One linear step on rows (B·C, N): returns (new rows, per-row ok flags)."""
+        raise NotImplementedError
+
+    def _run_impl(self, x0, labels, targets, targeted: bool, record: bool, interval: bool):
+        n_img = tf.shape(x0)[0]
+        # anchors as rows, grouped per image: (B, C, N) per channel or (B, 1, N)
+        rows0 = _to_rows(tf.cast(x0, tf.float64), self.per_channel)
+        x0_rows = tf.reshape(rows0, (n_img, -1, tf.shape(rows0)[1]))
+        logits = self.model(x0, training=False)
+        done, pred = self._success(logits, labels, targets, targeted)
+        failed = tf.zeros_like(done)
+        adv = x0
+        steps = tf.zeros_like(labels, dtype=tf.int32)
+        history = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
+        for k in tf.range(self.steps):
+            running = tf.logical_not(done | failed) if self.early_stop else tf.logical_not(failed)
+            if not tf.reduce_any(running):
+                break
+            # only the images still running are attacked: gather them, step, scatter back
+            idx = tf.where(running)[:, 0]
+            adv_a = tf.gather(adv, idx)
+            lab_a, tgt_a = tf.gather(labels, idx), tf.gather(targets, idx)
+            g, _ = self._loss_grad(adv_a, lab_a, tgt_a, targeted)
+            n_a = tf.shape(idx)[0]
+            anchors = tf.reshape(tf.gather(x0_rows, idx), (-1, tf.shape(x0_rows)[2]))
+            rows, ok_rows = self._step_rows(_to_rows(tf.cast(g, tf.float64), self.per_channel), anchors, interval)
+            ok = tf.reduce_all(tf.reshape(ok_rows, (n_a, -1)), 1)
+            new = tf.cast(_from_rows(rows, adv_a, self.per_channel), tf.float32)
+            if getattr(self, "box", "restore") != "ignore":
+                new = tf.clip_by_value(new, 0.0, 1.0)
+            new = tf.where(ok[:, None, None, None], new, adv_a)  # uncertified step: keep the last iterate
+            succ, p = self._success(self.model(new, training=False), lab_a, tgt_a, targeted)
+            at = idx[:, None]
+            adv = tf.tensor_scatter_nd_update(adv, at, new)
+            failed = tf.tensor_scatter_nd_update(failed, at, tf.logical_not(ok))
+            steps = tf.tensor_scatter_nd_add(steps, at, tf.cast(ok, tf.int32))
+            pred = tf.tensor_scatter_nd_update(pred, at, tf.where(ok, p, tf.gather(pred, idx)))
+            done_a = tf.logical_or(tf.gather(done, idx), succ) if self.early_stop else tf.where(ok, succ, tf.gather(done, idx))
+            done = tf.tensor_scatter_nd_update(done, at, done_a)
+            if record:
+                history = history.write(k, adv)
+        its = history.stack() if record else tf.zeros((0,), tf.float32)
+        return adv, done & tf.logical_not(failed), steps, pred, its, failed
+
+    def _run_tf(self, x, y, t, record):
+        """Attack one batch with the graph loop of :meth:`_run_impl`."""
+        targeted = t is not None
+        labels = tf.constant(y, tf.int64)
+        targets = tf.constant(t if targeted else y, tf.int64)
+        adv, done, steps, pred, its, failed = self._run(tf.constant(x), labels, targets, targeted, record,
+                                                        self.eps_luminance > 0)
+        n = len(x)
+        iterates = its.numpy() if record else None
+        if record and iterates.shape[0] == 0:
+            iterates = x[None].copy()
+        failed = failed.numpy()
+        messages = ["exact solver could not certify a step (duality gap or feasibility above tolerance)"
+                    if f else "" for f in failed]
+        return self._finish(x, adv.numpy(), done.numpy(), steps.numpy(), pred.numpy(), failed, messages,
+                            iterates)
+
     def _finish(self, x0, adv, success, steps, adv_labels, failed, messages, iterates):
         return AttackResult(adversarial=adv, success=success, steps=steps, ssim=ssim(x0, adv),
                             psnr=psnr(x0, adv), adv_labels=adv_labels, failed=failed,
@@ -229,77 +295,56 @@ class FPGAP(_SSIMBallAttack):
         self.box = box
         self._run = tf.function(self._run_impl, reduce_retracing=True)
 
-    def _success(self, logits, labels, targets, targeted):
-        pred = tf.argmax(logits, -1, output_type=labels.dtype)
-        return tf.equal(pred, targets) if targeted else tf.not_equal(pred, labels), pred
-
-    def _run_impl(self, x0, labels, targets, targeted: bool, record: bool):
-        x0_rows = _to_rows(tf.cast(x0, tf.float64), self.per_channel)
-        logits = self.model(x0, training=False)
-        done, pred = self._success(logits, labels, targets, targeted)
-        adv = x0
-        steps = tf.zeros_like(labels, dtype=tf.int32)
-        history = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
-        for k in tf.range(self.steps):
-            if self.early_stop and tf.reduce_all(done):
-                break
-            g, _ = self._loss_grad(adv, labels, targets, targeted)
-            rows = closed_form_step(_to_rows(tf.cast(g, tf.float64), self.per_channel), x0_rows,
-                                    self._eps, self._eps1, self.bounds,
-                                    project_gradient=self.project_gradient, box=self.box)
-            new = tf.cast(_from_rows(rows, x0, self.per_channel), tf.float32)
-            if self.box != "ignore":
-                new = tf.clip_by_value(new, 0.0, 1.0)
-            active = tf.logical_not(done) if self.early_stop else tf.ones_like(done)
-            adv = tf.where(active[:, None, None, None], new, adv)
-            steps += tf.cast(active, tf.int32)
-            if record:
-                history = history.write(k, adv)
-            succ, p = self._success(self.model(adv, training=False), labels, targets, targeted)
-            pred = tf.where(active, p, pred)
-            done = tf.logical_or(done, succ) if self.early_stop else succ
-        its = history.stack() if record else tf.zeros((0,), tf.float32)
-        return adv, done, steps, pred, its
+    def _step_rows(self, g_rows, x0_rows, interval: bool):
+        rows = closed_form_step(g_rows, x0_rows, self._eps, self._eps1, self.bounds,
+                                project_gradient=self.project_gradient, box=self.box)
+        return rows, tf.ones(tf.shape(rows)[:1], tf.bool)
 
     def _attack_batch(self, x, y, t, record):
-        targeted = t is not None
-        labels = tf.constant(y, tf.int64)
-        targets = tf.constant(t if targeted else y, tf.int64)
-        adv, done, steps, pred, its = self._run(tf.constant(x), labels, targets, targeted, record)
-        n = len(x)
-        iterates = its.numpy() if record else None
-        if record and iterates.shape[0] == 0:
-            iterates = x[None].copy()
-        return self._finish(x, adv.numpy(), done.numpy(), steps.numpy(), pred.numpy(),
-                            np.zeros(n, bool), [""] * n, iterates)
+        return self._run_tf(x, y, t, record)
 
 
 class PGAP(_SSIMBallAttack):
-    """Perceptually guided adversarial perturbation (Algorithm 1): exact QCQP step by CVXPY.
+    """Perceptually guided adversarial perturbation (Algorithm 1): each step solves the QCQP exactly.
 
     Args are those of :class:`FPGAP` plus:
-        solver: ``"cvxpy"`` (ECOS, Clarabel as fallback), or a CVXPY solver
-            name / sequence of names (``"ECOS"``, ``"CLARABEL"``, ...).
+        solver: ``"exact"`` (default): the project's batched exact solver
+            (:mod:`solvers.exact`, TensorFlow, float64), the whole attack one
+            ``tf.function`` and every step certified by its duality gap;
+            ``"cvxpy"`` (ECOS, Clarabel as fallback, the reference), or a CVXPY
+            solver name / sequence of names (``"ECOS"``, ``"CLARABEL"``, ...).
+        gap_tol: relative duality gap each exact step must certify (1e-6).
 
-    A solver failure on an image (no solver returns a verified optimum) marks
-    that image ``failed`` with a message and keeps its last verified iterate;
-    the rest of the batch goes on.
+    A step that cannot be certified (exact: gap or feasibility above
+    tolerance; CVXPY: no solver returns a verified optimum) marks that image
+    ``failed`` with a message and keeps its last verified iterate; the rest of
+    the batch goes on.
     """
 
     def __init__(self, model, eps, eps_luminance=0.0, steps=50, loss="cw", confidence=50.0,
-                 solver="cvxpy", per_channel=True, batch_size=128, early_stop=True):
+                 solver="exact", per_channel=True, batch_size=128, early_stop=True, gap_tol=None):
         super().__init__(model, eps, eps_luminance, steps, loss, confidence, per_channel, batch_size, early_stop)
-        if solver == "cvxpy":
+        from solvers.exact import GAP_TOL
+
+        self.gap_tol = GAP_TOL if gap_tol is None else float(gap_tol)
+        if solver in ("exact", "cvxpy"):
             self.cvxpy_solvers = None
         elif isinstance(solver, str):
             self.cvxpy_solvers = (solver.upper(),)
         else:
             self.cvxpy_solvers = tuple(s.upper() for s in solver)
         self.solver = solver
+        if solver == "exact":
+            self._run = tf.function(self._run_impl, reduce_retracing=True)
         sig = [tf.TensorSpec((None,) + tuple(self.input_shape), tf.float32),
                tf.TensorSpec((None,), tf.int64), tf.TensorSpec((None,), tf.int64)]
         self._grad_fns = {flag: tf.function(lambda x, l, t, flag=flag: self._loss_grad(x, l, t, flag)[0],
                                             input_signature=sig) for flag in (False, True)}
+
+    def _step_rows(self, g_rows, x0_rows, interval: bool):
+        from solvers.exact import exact_step_rows
+
+        return exact_step_rows(g_rows, x0_rows, self._eps, self._eps1, self.bounds, interval, self.gap_tol)
 
     def _grad(self, x, labels, targets, targeted: bool):
         return self._grad_fns[bool(targeted)](x, labels, targets)
@@ -308,6 +353,8 @@ class PGAP(_SSIMBallAttack):
         return np.argmax(self.model(tf.constant(x), training=False).numpy(), -1)
 
     def _attack_batch(self, x, y, t, record):
+        if self.solver == "exact":
+            return self._run_tf(x, y, t, record)
         targeted = t is not None
         n = len(x)
         tt = t if targeted else y

@@ -74,6 +74,8 @@ def main(argv=None):
     c.add_argument("--ssim-target", type=float, default=None, help="default: the paper's (0.85 / 0.998 / 0.998)")
     c.add_argument("--psnr-target", type=float, default=None, help="default: the paper's (25 / 57 / 65 dB)")
     c.add_argument("--steps", type=int, default=50)
+    c.add_argument("--pgap-solver", default="exact",
+                   help="PGAP's step solver: exact (default, batched, certified) or cvxpy / ECOS / CLARABEL")
     c.add_argument("--batch-size", type=int, default=256)
     c.add_argument("--out", default="runs/compare", help="output folder (cache, results.json, report.md, plots)")
     c.add_argument("--no-progress", action="store_true")
@@ -113,7 +115,7 @@ def main(argv=None):
                       ssim_target=args.ssim_target if args.ssim_target is not None else defaults["ssim_target"],
                       psnr_target=args.psnr_target if args.psnr_target is not None else defaults["psnr_target"],
                       steps=args.steps, batch_size=args.batch_size, data_name=family,
-                      model_name=model_name, progress=not args.no_progress)
+                      model_name=model_name, progress=not args.no_progress, pgap_solver=args.pgap_solver)
         print((open(os.path.join(args.out, "report.md"), encoding="utf-8").read()).split("## Sweep points")[0])
         print(f"wrote {args.out}/results.json, report.md, fooling_vs_ssim.png, fooling_vs_psnr.png")
         return 0

@@ -82,7 +82,7 @@ def _attack_point(attack, images, clean_pred, labels, batch_size):
 
 
 def run_sweep(model, images, labels, attacks=ATTACK_NAMES, eps_grids=None, out_dir="runs/compare",
-              steps=50, batch_size=256, progress=True):
+              steps=50, batch_size=256, progress=True, pgap_solver="exact"):
     """Run each attack over its ε grid; return the list of sweep points (dicts).
 
     Args:
@@ -94,6 +94,8 @@ def run_sweep(model, images, labels, attacks=ATTACK_NAMES, eps_grids=None, out_d
         eps_grids: {name: [ε, ...]}; defaults to :data:`DEFAULT_EPS_GRIDS`.
         out_dir: folder of the cache.
         batch_size: images per attack call; only per-image statistics are kept.
+        pgap_solver: PGAP's step solver, ``"exact"`` (default) or a CVXPY
+            choice (``"cvxpy"``, ``"ECOS"``, ``"CLARABEL"``); part of the cache key.
     """
     from tqdm.auto import tqdm
 
@@ -117,14 +119,16 @@ def run_sweep(model, images, labels, attacks=ATTACK_NAMES, eps_grids=None, out_d
     for name in attacks:
         attack = None
         for eps in grids[name]:
-            path = cache / f"{name}_eps{eps:.6g}_{fp}.json"
+            tag = f"{name}-{pgap_solver.lower()}" if name == "pgap" else name
+            path = cache / f"{tag}_eps{eps:.6g}_{fp}.json"
             if path.exists():
                 points.append(json.loads(path.read_text()))
                 bar.update(1)
                 continue
             bar.set_postfix_str(f"{name} ε={eps:g}")
             if attack is None:
-                attack = build_attack(name, model, eps, steps=steps, batch_size=batch_size)
+                extra = {"solver": pgap_solver} if name == "pgap" else {}
+                attack = build_attack(name, model, eps, steps=steps, batch_size=batch_size, **extra)
             else:
                 attack.eps = eps
             t0 = time.perf_counter()
@@ -141,6 +145,8 @@ def run_sweep(model, images, labels, attacks=ATTACK_NAMES, eps_grids=None, out_d
                 "mean_steps": float(np.mean(st["steps"])), "n_failed": int(np.sum(st["failed"])),
                 "seconds": seconds, "images_per_second": len(images) / seconds,
             }
+            if name == "pgap":
+                point["solver"] = pgap_solver
             atomic_write_json(path, point)
             points.append(point)
             bar.update(1)
@@ -176,8 +182,10 @@ def _fmt(v, digits=3):
 def _report(settings, points, ssim_row, psnr_row, paper, global_row):
     attacks = settings["attacks"]
     lines = ["# tfperceptual compare", "", "## Settings", ""]
-    for k in ("data", "model", "n", "clean_accuracy", "steps", "ssim_target", "psnr_target", "seconds"):
-        lines.append(f"- {k}: {settings[k]}")
+    for k in ("data", "model", "n", "clean_accuracy", "steps", "ssim_target", "psnr_target", "pgap_solver",
+              "seconds"):
+        if settings.get(k) is not None:
+            lines.append(f"- {k}: {settings[k]}")
     lines += ["- fooling rate: fraction of images whose post-attack label differs from the pre-attack "
               "(clean-prediction) label (paper, Sec. V); matched values are linear interpolations "
               "between sweep points, 'not reached' when the target lies outside the swept range.", ""]
@@ -194,7 +202,15 @@ def _report(settings, points, ssim_row, psnr_row, paper, global_row):
               "The one-window SSIM of Brunet et al. that the SSIM ball constrains (Eqs. 3-7), "
               "instead of the Gaussian-windowed SSIM above.", "", head, sep,
               "| ours | " + " | ".join(_fmt(global_row[a]) for a in attacks) + " |", "",
-              "## Sweep points", "",
+              "## Wall time per attack", "",
+              "Sum over the sweep points of this run (cached points keep the time they were measured with).", "",
+              "| attack | sweep points | wall time (s) | median images/s |", "|---|---|---|---|"]
+    for a in attacks:
+        pa = [p for p in points if p["attack"] == a]
+        if pa:
+            lines.append(f"| {a} | {len(pa)} | {sum(p['seconds'] for p in pa):.0f} "
+                         f"| {np.median([p['images_per_second'] for p in pa]):.1f} |")
+    lines += ["", "## Sweep points", "",
               "| attack | ε | ε unit | mean SSIM | mean global SSIM | mean PSNR (dB) | fooling rate | fooling rate (correct) "
               "| mean ℓ2 | mean ℓ∞ | mean steps | failed | images/s |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -231,7 +247,7 @@ def _plot(points, attacks, key, target, xlabel, path):
 
 def compare(model, images, labels, attacks=ATTACK_NAMES, eps_grids=None, out_dir="runs/compare",
             ssim_target=0.85, psnr_target=25.0, steps=50, batch_size=256, data_name="custom",
-            model_name="custom", progress=True):
+            model_name="custom", progress=True, pgap_solver="exact"):
     """Run the protocol and write ``results.json``, ``report.md`` and two PNG plots to ``out_dir``.
 
     Returns:
@@ -241,7 +257,7 @@ def compare(model, images, labels, attacks=ATTACK_NAMES, eps_grids=None, out_dir
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     attacks = list(attacks)
-    points = run_sweep(model, images, labels, attacks, eps_grids, out, steps, batch_size, progress)
+    points = run_sweep(model, images, labels, attacks, eps_grids, out, steps, batch_size, progress, pgap_solver)
     from .model_adapter import as_logits_model
 
     clean_pred = _predict(as_logits_model(model), images, batch_size)
@@ -249,6 +265,7 @@ def compare(model, images, labels, attacks=ATTACK_NAMES, eps_grids=None, out_dir
         "data": data_name, "model": model_name, "n": int(len(images)),
         "clean_accuracy": float(np.mean(clean_pred == np.asarray(labels))),
         "attacks": attacks, "steps": steps, "ssim_target": ssim_target, "psnr_target": psnr_target,
+        "pgap_solver": pgap_solver if "pgap" in attacks else None,
         "eps_grids": {a: sorted(p["eps"] for p in points if p["attack"] == a) for a in attacks},
         "seconds": round(time.perf_counter() - t0, 1),
     }

@@ -19,7 +19,7 @@ EPS_UNITS = {
 #: default ε sweeps for 28×28 greyscale images (MNIST); ℓ2 grids scale with √N
 DEFAULT_EPS_GRIDS = {
     "fpgap": [0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7],
-    "pgap": [0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5],  # exact steps cost ~20 ms/image; smaller ε lie outside all targets
+    "pgap": [0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7],
     "fgsm": [0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.4],
     "pgd": [0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.4],
     "fgm": [0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0],
@@ -36,9 +36,9 @@ _L2_CIFAR = [0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6]
 #: ε grids per dataset of ``tfperceptual compare --data``
 EPS_GRIDS_BY_DATA = {
     "mnist": DEFAULT_EPS_GRIDS,
-    "cifar10": {"fpgap": _SMALL_SSIM, "pgap": _SMALL_SSIM[2:], "fgsm": _SMALL_LINF, "pgd": _SMALL_LINF,
+    "cifar10": {"fpgap": _SMALL_SSIM, "pgap": _SMALL_SSIM, "fgsm": _SMALL_LINF, "pgd": _SMALL_LINF,
                 "fgm": _L2_CIFAR, "pgd_l2": _L2_CIFAR},
-    "imagenet": {"fpgap": _SMALL_SSIM, "pgap": _SMALL_SSIM[2:], "fgsm": _SMALL_LINF, "pgd": _SMALL_LINF,
+    "imagenet": {"fpgap": _SMALL_SSIM, "pgap": _SMALL_SSIM, "fgsm": _SMALL_LINF, "pgd": _SMALL_LINF,
                  "fgm": [round(e * 7.1, 4) for e in _L2_CIFAR], "pgd_l2": [round(e * 7.1, 4) for e in _L2_CIFAR]},
 }
 
