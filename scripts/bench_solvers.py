@@ -141,7 +141,7 @@ def main(argv=None):
 
 
 def print_table(out):
-    print(f"\n| N | exact (ms/image) | ECOS (ms/image) | Clarabel (ms/image) | × vs ECOS | × vs Clarabel |")
+    print("\n| N | exact (ms/image) | ECOS (ms/image) | Clarabel (ms/image) | × vs ECOS | × vs Clarabel |")
     print("|---|---|---|---|---|---|")
     for r in out["solvers"]:
         n = f"{r['n']:,}" + (f" ({r['channels']} balls)" if r.get("channels") else "")

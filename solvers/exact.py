@@ -68,6 +68,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from .closed_form import backtrack_into_ball
 from .ssim_ball import C1, C2, check_eps
 
 __all__ = ["ExactResult", "solve_exact", "exact_step_rows", "GAP_TOL", "feasibility_tol"]
@@ -225,7 +226,8 @@ def _fixed_mean(gt, z, m, r, b0, b1, max_outer, max_inner, rtol):
     yd = tf.where(zero_g[:, None], y0, yd)
     phi = tf.where(zero_g, phi0, phi)
     # primal point: y(τ) if inside the ball, else pulled back towards y0 = Π_P(z)
-    yp = tf.where((phi <= r2)[:, None], yd, _pull_into_ball(y0, yd, z, r))
+    # (both have mean m, so the centred ball of backtrack_into_ball is ‖y − z‖ ≤ r here)
+    yp = tf.where((phi <= r2)[:, None], yd, backtrack_into_ball(y0, yd, z - m[:, None], r))
     lam = tf.where(zero_g | lp, tf.zeros_like(tau), 1.0 / tf.where(tau > 0, tau, tf.ones_like(tau)))
     nu_lam = th * lam
     # dual bounds: (λ = 1/τ, ν = θ/τ) at y_d and the LP bound (λ = 0, ν = β); take the smaller
@@ -242,20 +244,6 @@ def _fixed_mean(gt, z, m, r, b0, b1, max_outer, max_inner, rtol):
     nu_out = tf.where(use_lp, beta, nu_lam)
     return {"y": yp, "y_dual": yd, "gap": gap, "lam": lam_out, "nu": nu_out, "feasible": feasible,
             "iterations": iters, "h_dual": tf.where(use_lp, tf.reduce_sum(yp, 1) - msum, h_d)}
-
-
-def _pull_into_ball(anchor, w, z, r):
-    """Largest t ∈ [0, 1] with anchor + t (w − anchor) in ‖· − z‖ ≤ r (anchor inside)."""
-    a = anchor - z
-    d = w - anchor
-    dd = tf.reduce_sum(d * d, 1)
-    ad = tf.reduce_sum(a * d, 1)
-    aa = tf.reduce_sum(a * a, 1)
-    disc = tf.maximum(ad**2 - dd * (aa - r**2), 0.0)
-    safe = tf.where(dd > 0, dd, tf.ones_like(dd))
-    t = tf.where(dd > 0, (-ad + tf.sqrt(disc)) / safe, tf.ones_like(dd))
-    t = tf.clip_by_value(t, 0.0, 1.0)
-    return anchor + t[:, None] * d
 
 
 # ----------------------------------------------------------------------------- driver

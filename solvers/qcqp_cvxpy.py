@@ -70,8 +70,6 @@ _CACHE: dict = {}
 
 
 def _problem(n: int, fixed_mean: bool):
-    import cvxpy as cp
-
     key = (n, fixed_mean)
     if key in _CACHE:
         return _CACHE[key]

@@ -1,7 +1,6 @@
 """AdversarialEvaluation adds its keys to the epoch logs."""
 
 import keras
-import numpy as np
 import pytest
 
 from tfperceptual.attacks import FPGAP

@@ -1,7 +1,6 @@
 """CIFAR-10 and ImageNet loaders: shapes and counts against the data README, RGB conversion,
 corrupt files, boxes scaled to the 227 × 227 frame."""
 
-import warnings
 
 import numpy as np
 import pytest

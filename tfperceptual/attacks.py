@@ -251,7 +251,6 @@ class _SSIMBallAttack:
         targets = tf.constant(t if targeted else y, tf.int64)
         adv, done, steps, pred, its, failed = self._run(tf.constant(x), labels, targets, targeted, record,
                                                         self.eps_luminance > 0)
-        n = len(x)
         iterates = its.numpy() if record else None
         if record and iterates.shape[0] == 0:
             iterates = x[None].copy()
