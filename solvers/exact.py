@@ -149,11 +149,14 @@ def _theta(v, msum, b0, b1, theta0, max_iter):
 
 
 # ----------------------------------------------------------------------------- fixed mean
-def _fixed_mean(gt, z, m, r, b0, b1, max_outer, max_inner, rtol):
+def _fixed_mean(gt, z, m, r, b0, b1, max_outer, max_inner, rtol, anchor=None):
     """Maximise gt·y on {mean(y) = m, ‖y − z‖ ≤ r, box} per row.
 
+    ``anchor``: a point known to be feasible (the image x when m = μx); without
+    it Π_P(z) is computed, which also decides feasibility (φ(0) ≤ r²).
+
     Returns a dict with y (primal, feasible), the multipliers and the dual
-    bound pieces (all (B,) or (B, N)), and ``feasible`` (φ(0) ≤ r²).
+    bound pieces (all (B,) or (B, N)), and ``feasible``.
     """
     dt = gt.dtype
     n = tf.cast(tf.shape(gt)[1], dt)
@@ -164,10 +167,16 @@ def _fixed_mean(gt, z, m, r, b0, b1, max_outer, max_inner, rtol):
     tiny_s = (64.0 * eps) ** 2 * gnorm2
     inf = tf.constant(np.inf, dt)
 
-    th0 = _theta(z, msum, b0, b1, tf.zeros_like(m), max_inner)
-    y0 = tf.clip_by_value(z - th0[:, None], b0, b1)
-    phi0 = tf.reduce_sum((y0 - z) ** 2, 1)
-    feasible = phi0 <= r2 * (1.0 + rtol)
+    if anchor is None:
+        th0 = _theta(z, msum, b0, b1, tf.zeros_like(m), max_inner)
+        y0 = tf.clip_by_value(z - th0[:, None], b0, b1)
+        phi0 = tf.reduce_sum((y0 - z) ** 2, 1)
+        feasible = phi0 <= r2 * (1.0 + rtol)
+    else:  # x itself: in the box, mean m, and ‖x − z‖ = (η − 1)‖x̃‖ < r
+        th0 = tf.zeros_like(m)
+        y0 = anchor
+        phi0 = tf.reduce_sum((y0 - z) ** 2, 1)
+        feasible = tf.ones_like(m, dtype=tf.bool)
     zero_g = gnorm2 <= 0.0
 
     tau = tf.where(zero_g, tf.zeros_like(r), r / tf.sqrt(tf.where(zero_g, tf.ones_like(gnorm2), gnorm2)))
@@ -189,10 +198,15 @@ def _fixed_mean(gt, z, m, r, b0, b1, max_outer, max_inner, rtol):
         sgg = tf.reduce_sum(dev * dev, 1)
         k = tf.reduce_sum(tf.where(free, tf.zeros_like(d), d * d), 1)
         alpha = th - beta * tau
-        slack = 64.0 * eps * tf.sqrt(gnorm2)[:, None]
-        up = s >= b1
-        low = s <= b0
-        stays = tf.reduce_all((~up | (gt - beta[:, None] >= -slack)) & (~low | (gt - beta[:, None] <= slack)), 1)
+
+        def clipped_stay_clipped():
+            # LP-limit test: would every clipped pixel stay clipped as τ grows? (only needed when S ≈ 0)
+            slack = 64.0 * eps * tf.sqrt(gnorm2)[:, None]
+            dv = gt - beta[:, None]
+            return tf.reduce_all(((s < b1) | (dv >= -slack)) & ((s > b0) | (dv <= slack)), 1)
+
+        stays = tf.cond(tf.reduce_any(sgg <= tiny_s), clipped_stay_clipped,
+                        lambda: tf.zeros(tf.shape(sgg), tf.bool))
         return th, y, phi, nf, beta, sgg, k, alpha, stays
 
     def body(i, tau, th, tlo, thi, done, lp, iters):
@@ -213,7 +227,8 @@ def _fixed_mean(gt, z, m, r, b0, b1, max_outer, max_inner, rtol):
         # finished rows keep the τ (and θ) they were evaluated at
         keep = done
         tau_out = tf.where(keep | stop_now, tau, nxt)
-        th_out = tf.where(keep, th, th_new)
+        # warm start of the knapsack at the next τ: θ = α + βτ is exact if the active set stays
+        th_out = tf.where(keep, th, tf.where(keep | stop_now, th_new, alpha + beta * nxt))
         return (i + 1, tau_out, th_out, tf.where(keep, tlo, tlo2), tf.where(keep, thi, thi2),
                 keep | stop_now, tf.where(keep, lp, lp_now), tf.where(keep, iters, iters + 1))
 
@@ -261,10 +276,10 @@ def _solve_rows(g, x, eps2, eps1, b0, b1, max_outer, max_inner, max_mean, rtol, 
     gbar = tf.reduce_mean(g, 1)
     gt = g - gbar[:, None]
 
-    def solve_at(m):
-        return _fixed_mean(gt, m[:, None] + c, m, r, b0, b1, max_outer, max_inner, rtol)
+    def solve_at(m, anchor=None):
+        return _fixed_mean(gt, m[:, None] + c, m, r, b0, b1, max_outer, max_inner, rtol, anchor)
 
-    res = solve_at(mean_x)
+    res = solve_at(mean_x, anchor=x)
     gap = res["gap"]
     if interval:
         t = 1.0 - eps1**2
