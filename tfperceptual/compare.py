@@ -230,11 +230,18 @@ def _plot(points, attacks, key, target, xlabel, path):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4.2))
+    # SSIM targets close to 1 (CIFAR-10, ImageNet: 0.998) are read on a log axis of 1 − SSIM
+    dissimilarity = key != "mean_psnr" and target > 0.99
+    tx = (lambda v: max(1.0 - v, 1e-7)) if dissimilarity else (lambda v: v)
     for a in attacks:
-        pts = sorted((p[key], p["fooling_rate"]) for p in points if p["attack"] == a)
+        pts = sorted((tx(p[key]), p["fooling_rate"]) for p in points if p["attack"] == a)
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=a)
-    ax.axvline(target, color="grey", ls="--", lw=1)
+    ax.axvline(tx(target), color="grey", ls="--", lw=1)
+    if dissimilarity:
+        ax.set_xscale("log")
+        ax.invert_xaxis()
+        xlabel = f"1 − {xlabel} (log scale; quality increases to the right)"
     ax.set_xlabel(xlabel)
     ax.set_ylabel("fooling rate")
     ax.set_ylim(-0.02, 1.02)
