@@ -128,10 +128,11 @@ def _theta(v, msum, b0, b1, theta0, max_iter):
         s = v - th[:, None]
         free = (s > b0) & (s < b1)
         up = s >= b1
-        h = tf.reduce_sum(tf.clip_by_value(s, b0, b1), 1) - msum
         nf = tf.reduce_sum(tf.cast(free, dt), 1)
         nu = tf.reduce_sum(tf.cast(up, dt), 1)
         sf = tf.reduce_sum(tf.where(free, v, tf.zeros_like(v)), 1)
+        # Σ clip(v − θ) from the same sums: free pixels give v − θ, clipped ones b1 or b0
+        h = sf - th * nf + nu * b1 + (n - nf - nu) * b0 - msum
         lo2 = tf.where(h > 0, th, lo)
         hi2 = tf.where(h < 0, th, hi)
         newly = (tf.abs(h) <= tol) | (hi2 - lo2 <= 4.0 * eps * tf.maximum(tf.abs(th), 1.0))
@@ -209,8 +210,8 @@ def _fixed_mean(gt, z, m, r, b0, b1, max_outer, max_inner, rtol, anchor=None):
                         lambda: tf.zeros(tf.shape(sgg), tf.bool))
         return th, y, phi, nf, beta, sgg, k, alpha, stays
 
-    def body(i, tau, th, tlo, thi, done, lp, iters):
-        th_new, _, phi, nf, beta, sgg, k, alpha, stays = evaluate(tau, th)
+    def body(i, tau, th, tlo, thi, done, lp, iters, e_tau, e_th, e_y, e_phi, e_nf, e_beta):
+        th_new, y_new, phi, nf, beta, sgg, k, alpha, stays = evaluate(tau, th)
         below = phi <= r2
         tlo2 = tf.where(below, tf.maximum(tlo, tau), tlo)
         thi2 = tf.where(below, thi, tf.minimum(thi, tau))
@@ -224,20 +225,22 @@ def _fixed_mean(gt, z, m, r, b0, b1, max_outer, max_inner, rtol, anchor=None):
         fallback = tf.where(tf.math.is_inf(thi2), grow, mid)
         nxt = tf.where(inside, t_n, fallback)
         stop_now = conv | lp_now
-        # finished rows keep the τ (and θ) they were evaluated at
-        keep = done
+        keep = done  # finished rows keep everything
         tau_out = tf.where(keep | stop_now, tau, nxt)
         # warm start of the knapsack at the next τ: θ = α + βτ is exact if the active set stays
-        th_out = tf.where(keep, th, tf.where(keep | stop_now, th_new, alpha + beta * nxt))
+        th_out = tf.where(keep, th, tf.where(stop_now, th_new, alpha + beta * nxt))
+        # the last evaluated (τ, θ, y) of each row: its certificate is computed from these
         return (i + 1, tau_out, th_out, tf.where(keep, tlo, tlo2), tf.where(keep, thi, thi2),
-                keep | stop_now, tf.where(keep, lp, lp_now), tf.where(keep, iters, iters + 1))
+                keep | stop_now, tf.where(keep, lp, lp_now), tf.where(keep, iters, iters + 1),
+                tf.where(keep, e_tau, tau), tf.where(keep, e_th, th_new), tf.where(keep[:, None], e_y, y_new),
+                tf.where(keep, e_phi, phi), tf.where(keep, e_nf, nf), tf.where(keep, e_beta, beta))
 
-    init = (tf.constant(0), tau, th0, tf.zeros_like(r), tf.fill(tf.shape(r), inf), done0, lp0,
-            tf.zeros_like(r, dtype=tf.int32))
-    _, tau, th, tlo, thi, done, lp, iters = tf.while_loop(
+    zeros = tf.zeros_like(r)
+    init = (tf.constant(0), tau, th0, zeros, tf.fill(tf.shape(r), inf), done0, lp0,
+            tf.zeros_like(r, dtype=tf.int32), tau, th0, y0, phi0, zeros, zeros)
+    _, _, _, _, _, done, lp, iters, tau, th, yd, phi, nf, beta = tf.while_loop(
         lambda i, *s: (i < max_outer) & tf.logical_not(tf.reduce_all(s[4])), body, init)
 
-    th, yd, phi, nf, beta, sgg, k, alpha, stays = evaluate(tau, th)
     yd = tf.where(zero_g[:, None], y0, yd)
     phi = tf.where(zero_g, phi0, phi)
     # primal point: y(τ) if inside the ball, else pulled back towards y0 = Π_P(z)
@@ -249,10 +252,15 @@ def _fixed_mean(gt, z, m, r, b0, b1, max_outer, max_inner, rtol, anchor=None):
     h_d = tf.reduce_sum(yd, 1) - msum
     gap_lam = (tf.reduce_sum(gt * (yd - yp), 1) - nu_lam * h_d + 0.5 * lam * (r2 - phi))
     gap_lam = tf.where(lam > 0, gap_lam, inf)
-    gs = gt - beta[:, None]
-    box_best = tf.maximum(gs * b0, gs * b1)
-    gap_lp = tf.reduce_sum(box_best - gs * yp, 1) - beta * (tf.reduce_sum(yp, 1) - msum)
-    gap_lp = tf.where(nf > 0, gap_lp, inf)
+
+    def lp_bound():
+        gs = gt - beta[:, None]
+        box_best = tf.maximum(gs * b0, gs * b1)
+        gap_lp = tf.reduce_sum(box_best - gs * yp, 1) - beta * (tf.reduce_sum(yp, 1) - msum)
+        return tf.where(nf > 0, gap_lp, inf)
+
+    # the LP bound matters only where the ball is inactive (λ → 0); elsewhere the λ-bound is tight
+    gap_lp = tf.cond(tf.reduce_any(lp | ~(gap_lam < inf)), lp_bound, lambda: tf.fill(tf.shape(r), inf))
     use_lp = gap_lp < gap_lam
     gap = tf.where(zero_g, tf.zeros_like(r), tf.minimum(gap_lam, gap_lp))
     lam_out = tf.where(use_lp, tf.zeros_like(lam), lam)
