@@ -1,0 +1,95 @@
+"""Where do perturbations land? Binary noise maps against class-activation regions (paper's Table I, Fig. 5).
+
+For image i and noise threshold t the paper compares N_i = {(1 − SSIM map) > t} (perturbed pixels)
+with G_i = {CAM > 0.75} (the region the classifier uses), and averages over images:
+
+- precision TP / (TP + FP): the share of perturbed pixels that lie in the CAM region;
+- pixels perturbed (TP + FP) / (H·W);
+- recall TP / (TP + FN): the share of the CAM region that was perturbed;
+- IOU TP / (TP + FP + FN);
+- IOU-outside FP / (TP + FP + TN): perturbed pixels outside the region, relative to the pixels
+  perturbed or outside it.
+
+An image with no perturbed pixel at a threshold has no precision there: it is left out of that
+threshold's precision average and counted in ``n_empty`` (the report says how many). Likewise an image
+whose CAM region is empty is left out of recall and counted in ``n_empty_cam``. IOU and IOU-outside
+are 0 for an image whose denominator is empty.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["evaluate", "DEFAULT_NOISE_THRESHOLDS", "confusion_counts"]
+
+#: noise thresholds of the Fig. 5 curves; Table I is read at 0.11
+DEFAULT_NOISE_THRESHOLDS = tuple(np.round(np.arange(0.01, 0.51, 0.01), 2))
+
+
+def _check_maps(a, name):
+    a = np.asarray(a)
+    if a.ndim != 3:
+        raise ValueError(f"{name} must have shape (B, H, W), got {a.shape}")
+    if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
+        raise TypeError(f"{name} must be a real-valued array, got dtype {a.dtype}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains NaN or Inf")
+    return a.astype(np.float32, copy=False)
+
+
+def confusion_counts(noise_binary, cam_binary):
+    """TP, FP, FN, TN per image for boolean maps (B, H, W); each a (B,) int64 array."""
+    n, g = np.asarray(noise_binary, bool), np.asarray(cam_binary, bool)
+    axes = (1, 2)
+    tp = np.sum(n & g, axes)
+    fp = np.sum(n & ~g, axes)
+    fn = np.sum(~n & g, axes)
+    tn = np.sum(~n & ~g, axes)
+    return tp, fp, fn, tn
+
+
+def evaluate(noise_maps, cam_maps, noise_thresholds=DEFAULT_NOISE_THRESHOLDS, cam_threshold=0.75):
+    """The paper's localisation metrics over noise thresholds.
+
+    Args:
+        noise_maps: (B, H, W) per-pixel dissimilarity, e.g. 1 − SSIM map with channels combined
+            (:func:`tfperceptual.maps.noise_map`); a pixel is perturbed where it exceeds the threshold.
+        cam_maps: (B, H, W) class activation maps normalised to [0, 1] per image (GradCAM++).
+        noise_thresholds: sequence of thresholds t (Table I uses 0.11).
+        cam_threshold: the CAM region is CAM > ``cam_threshold`` (0.75 in the paper).
+
+    Returns:
+        dict of float arrays over the thresholds: ``precision``, ``pixels_perturbed``, ``recall``,
+        ``iou``, ``iou_outside`` (means over images), ``n_empty`` (images with no perturbed pixel,
+        left out of ``precision``), plus ``thresholds`` and the scalar ``n_empty_cam``.
+
+    Raises:
+        ValueError / TypeError: shapes differ or are not (B, H, W), NaN/Inf, empty threshold list.
+    """
+    noise = _check_maps(noise_maps, "noise_maps")
+    cam = _check_maps(cam_maps, "cam_maps")
+    if noise.shape != cam.shape:
+        raise ValueError(f"noise_maps and cam_maps must have the same shape, got {noise.shape} and {cam.shape}")
+    ts = np.asarray(noise_thresholds, np.float64).ravel()
+    if ts.size == 0:
+        raise ValueError("noise_thresholds is empty")
+    g = cam > cam_threshold
+    hw = noise.shape[1] * noise.shape[2]
+    out = {k: np.zeros(ts.size) for k in ("precision", "pixels_perturbed", "recall", "iou", "iou_outside",
+                                          "n_empty")}
+    cam_ok = g.reshape(len(g), -1).any(1)
+    for j, t in enumerate(ts):
+        tp, fp, fn, tn = confusion_counts(noise > t, g)
+        perturbed = tp + fp
+        has = perturbed > 0
+        out["precision"][j] = np.mean(tp[has] / perturbed[has]) if has.any() else np.nan
+        out["n_empty"][j] = np.sum(~has)
+        out["pixels_perturbed"][j] = np.mean(perturbed / hw)
+        out["recall"][j] = np.mean(tp[cam_ok] / (tp + fn)[cam_ok]) if cam_ok.any() else np.nan
+        union = tp + fp + fn
+        out["iou"][j] = np.mean(np.where(union > 0, tp / np.maximum(union, 1), 0.0))
+        outside = tp + fp + tn
+        out["iou_outside"][j] = np.mean(np.where(outside > 0, fp / np.maximum(outside, 1), 0.0))
+    out["thresholds"] = ts
+    out["n_empty_cam"] = int(np.sum(~cam_ok))
+    return out
