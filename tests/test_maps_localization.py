@@ -100,3 +100,59 @@ def test_localization_bad_inputs():
         evaluate(np.zeros((2, 3, 3)), np.zeros((2, 3, 4)))
     with pytest.raises(ValueError, match="NaN"):
         evaluate(np.full((1, 2, 2), np.nan), np.zeros((1, 2, 2)))
+
+
+def _patch_model(sequential):
+    """Class 0 is decided by a bright 6×6 patch: conv (ones kernel, ReLU) → GAP → dense (+1, −1)."""
+    import keras
+
+    layers = [keras.layers.Conv2D(1, 3, padding="same", activation="relu", use_bias=True, name="feat"),
+              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2, activation="softmax", name="head")]
+    if sequential:
+        model = keras.Sequential([keras.Input((32, 32, 1))] + layers)
+    else:
+        inp = keras.Input((32, 32, 1))
+        h = inp
+        for layer in layers:
+            h = layer(h)
+        model = keras.Model(inp, h)
+    model.get_layer("feat").set_weights([np.ones((3, 3, 1, 1), np.float32), np.array([-4.0], np.float32)])
+    model.get_layer("head").set_weights([np.array([[1.0, -1.0]], np.float32), np.zeros(2, np.float32)])
+    return model
+
+
+@pytest.mark.parametrize("sequential", [True, False])
+def test_gradcam_plus_plus_peaks_in_the_decisive_patch(sequential, rng):
+    from tfperceptual.maps import gradcam_plus_plus, penultimate_conv_layer
+
+    model = _patch_model(sequential)
+    x = rng.uniform(0, 0.2, (3, 32, 32, 1)).astype(np.float32)
+    corners = [(4, 6), (20, 10), (12, 22)]
+    for i, (r, c) in enumerate(corners):
+        x[i, r:r + 6, c:c + 6] = 1.0
+    assert np.all(np.argmax(model(x).numpy(), -1) == 0)
+    assert penultimate_conv_layer(model) == "feat"
+    cam = gradcam_plus_plus(model, x, [0, 0, 0])
+    assert cam.shape == (3, 32, 32) and cam.dtype == np.float32
+    assert cam.min() >= 0.0 and cam.max() <= 1.0 and np.allclose(cam.max((1, 2)), 1.0, atol=1e-3)
+    for i, (r, c) in enumerate(corners):
+        pr, pc = np.unravel_index(np.argmax(cam[i]), cam[i].shape)
+        assert r - 1 <= pr <= r + 6 and c - 1 <= pc <= c + 6, (i, pr, pc)
+        # the region CAM > 0.75 lies around the patch
+        ys, xs = np.nonzero(cam[i] > 0.75)
+        assert ys.min() >= r - 2 and ys.max() <= r + 7 and xs.min() >= c - 2 and xs.max() <= c + 7
+
+
+def test_gradcam_plus_plus_on_the_shipped_cifar_model():
+    from tfperceptual.datasets import load_cifar10
+    from tfperceptual.maps import gradcam_plus_plus, penultimate_conv_layer
+    from tfperceptual.zoo import cifar10_cnn
+
+    model = cifar10_cnn()
+    x = load_cifar10("test")[0][:4]
+    # conv → batch norm → ReLU: the ReLU's maps, not the raw convolution (whose CAM vanishes)
+    assert penultimate_conv_layer(model) == "relu3_2"
+    cam = gradcam_plus_plus(model, x, np.argmax(model(x).numpy(), -1))
+    assert cam.shape == (4, 32, 32) and np.all(cam.max((1, 2)) > 0.99) and cam.min() >= 0
+    with pytest.raises(ValueError, match=r"\[0, 10\)"):
+        gradcam_plus_plus(model, x, [0, 1, 2, 11])

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from .validation import check_images
 
-__all__ = ["ssim_map", "noise_map", "gaussian_window"]
+__all__ = ["ssim_map", "noise_map", "gaussian_window", "gradcam_plus_plus", "penultimate_conv_layer"]
 
 K1, K2 = 0.01, 0.03
 
@@ -100,3 +100,83 @@ def noise_map(ssim_maps, combine="max"):
     if combine == "mean":
         return d.mean(-1)
     raise ValueError(f"combine must be 'max' or 'mean', got {combine!r}")
+
+
+_ACTIVATION_LAYERS = ("ReLU", "Activation", "LeakyReLU", "ELU", "PReLU")
+_CONV_LAYERS = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D")
+
+
+def penultimate_conv_layer(model):
+    """Name of the layer whose feature maps GradCAM++ weighs: the last 4-D activation before the head.
+
+    The last layer with a (B, h, w, k) output, h, w > 1, that is a convolution with a non-linear
+    activation or an activation layer (ReLU, ...) — for a conv → batch-norm → ReLU block that is the
+    ReLU, whose maps are non-negative as Grad-CAM assumes (the raw convolution output before batch
+    norm can be negative everywhere, which makes the CAM vanish). Falls back to the last convolution.
+
+    Raises:
+        ValueError: the model has no convolutional feature map.
+    """
+    best, last_conv = None, None
+    for layer in model.layers:
+        shape = getattr(layer, "output", None)
+        shape = getattr(shape, "shape", None)
+        if shape is None or len(shape) != 4 or (shape[1] is not None and shape[1] <= 1):
+            continue
+        kind = type(layer).__name__
+        act = getattr(getattr(layer, "activation", None), "__name__", "linear")
+        if kind in _CONV_LAYERS:
+            last_conv = layer.name
+            if act != "linear":
+                best = layer.name
+        elif kind in _ACTIVATION_LAYERS:
+            best = layer.name
+    if best is None and last_conv is None:
+        raise ValueError("the model has no convolutional feature map for GradCAM++; pass layer= explicitly")
+    return best or last_conv
+
+
+def gradcam_plus_plus(model, images, labels, layer=None, batch_size=32):
+    """GradCAM++ maps of ``model`` for ``labels``, computed by tf-keras-vis (Chattopadhay et al., WACV 2018).
+
+    Uses ``tf_keras_vis.gradcam_plus_plus.GradcamPlusPlus`` with ``CategoricalScore(labels)``; a
+    model that ends in a softmax is handed over with ``ReplaceToLinear`` (the score is the logit), and
+    a ``Sequential`` model is first rebuilt as a functional one sharing its weights (tf-keras-vis 0.8.7
+    under Keras 3 fails on ``Sequential``: no ``output_names``).
+
+    Args:
+        model: Keras classifier taking pixels in [0, 1].
+        images: (B, H, W, C) float, pixels in [0, 1].
+        labels: (B,) classes to explain (e.g. the clean predictions).
+        layer: name of the feature layer; default :func:`penultimate_conv_layer`.
+        batch_size: images per tf-keras-vis call.
+
+    Returns:
+        (B, H, W) float32 maps upsampled to the image size and normalised to [0, 1] per image
+        (tf-keras-vis's bilinear ``expand_cam`` and min-max ``normalize_cam``; a constant map is 0).
+
+    Raises:
+        ValueError / TypeError: bad images or labels (see :mod:`tfperceptual.validation`), no
+            convolutional layer.
+    """
+    from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    from .model_adapter import to_functional
+    from .validation import check_labels
+
+    x = check_images(images, "images")
+    model = to_functional(model)
+    n_classes = int(model.outputs[0].shape[-1])
+    y = check_labels(labels, len(x), n_classes, "labels")
+    layer = layer or penultimate_conv_layer(model)
+    last_act = getattr(getattr(model.layers[-1], "activation", None), "__name__", "")
+    modifier = ReplaceToLinear() if last_act == "softmax" else None
+    cam = GradcamPlusPlus(model, model_modifier=modifier, clone=modifier is not None)
+    out = []
+    for i in range(0, len(x), batch_size):
+        sl = slice(i, i + batch_size)
+        m = cam(CategoricalScore(list(y[sl])), x[sl], penultimate_layer=layer, seek_penultimate_conv_layer=False)
+        out.append(np.asarray(m, np.float32).reshape(len(x[sl]), x.shape[1], x.shape[2]))
+    return np.clip(np.concatenate(out), 0.0, 1.0)
