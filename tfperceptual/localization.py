@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["evaluate", "DEFAULT_NOISE_THRESHOLDS", "confusion_counts"]
+__all__ = ["evaluate", "per_image_counts", "aggregate", "DEFAULT_NOISE_THRESHOLDS", "confusion_counts"]
 
 #: noise thresholds of the Fig. 5 curves; Table I is read at 0.11
 DEFAULT_NOISE_THRESHOLDS = tuple(np.round(np.arange(0.01, 0.51, 0.01), 2))
@@ -48,6 +48,51 @@ def confusion_counts(noise_binary, cam_binary):
     return tp, fp, fn, tn
 
 
+def per_image_counts(noise_maps, cam_maps, noise_thresholds=DEFAULT_NOISE_THRESHOLDS, cam_threshold=0.75):
+    """Confusion counts of every image at every threshold: (B, T, 4) int64 array of TP, FP, FN, TN.
+
+    Streaming runs keep these counts batch by batch instead of the maps; :func:`aggregate` turns
+    them into the metrics. Arguments as in :func:`evaluate`.
+    """
+    noise = _check_maps(noise_maps, "noise_maps")
+    cam = _check_maps(cam_maps, "cam_maps")
+    if noise.shape != cam.shape:
+        raise ValueError(f"noise_maps and cam_maps must have the same shape, got {noise.shape} and {cam.shape}")
+    ts = np.asarray(noise_thresholds, np.float64).ravel()
+    if ts.size == 0:
+        raise ValueError("noise_thresholds is empty")
+    g = cam > cam_threshold
+    return np.stack([np.stack(confusion_counts(noise > t, g), -1) for t in ts], 1).astype(np.int64)
+
+
+def aggregate(counts, noise_thresholds=DEFAULT_NOISE_THRESHOLDS):
+    """Metrics of :func:`evaluate` from per-image counts (B, T, 4) (see :func:`per_image_counts`)."""
+    counts = np.asarray(counts, np.int64)
+    tp, fp, fn, tn = (counts[..., k].astype(np.float64) for k in range(4))
+    hw = (tp + fp + fn + tn)[:, :1]
+    perturbed = tp + fp
+    has = perturbed > 0
+    cam_size = tp + fn
+    cam_ok = cam_size[:, 0] > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        prec = np.where(has, tp / np.maximum(perturbed, 1), np.nan)
+        union = tp + fp + fn
+        outside = tp + fp + tn
+        out = {
+            "precision": np.array([np.nanmean(prec[:, j]) if has[:, j].any() else np.nan
+                                   for j in range(prec.shape[1])]),
+            "pixels_perturbed": np.mean(perturbed / hw, 0),
+            "recall": (np.mean(tp[cam_ok] / cam_size[cam_ok], 0) if cam_ok.any()
+                       else np.full(tp.shape[1], np.nan)),
+            "iou": np.mean(np.where(union > 0, tp / np.maximum(union, 1), 0.0), 0),
+            "iou_outside": np.mean(np.where(outside > 0, fp / np.maximum(outside, 1), 0.0), 0),
+            "n_empty": np.sum(~has, 0).astype(np.float64),
+        }
+    out["thresholds"] = np.asarray(noise_thresholds, np.float64).ravel()
+    out["n_empty_cam"] = int(np.sum(~cam_ok))
+    return out
+
+
 def evaluate(noise_maps, cam_maps, noise_thresholds=DEFAULT_NOISE_THRESHOLDS, cam_threshold=0.75):
     """The paper's localisation metrics over noise thresholds.
 
@@ -66,30 +111,4 @@ def evaluate(noise_maps, cam_maps, noise_thresholds=DEFAULT_NOISE_THRESHOLDS, ca
     Raises:
         ValueError / TypeError: shapes differ or are not (B, H, W), NaN/Inf, empty threshold list.
     """
-    noise = _check_maps(noise_maps, "noise_maps")
-    cam = _check_maps(cam_maps, "cam_maps")
-    if noise.shape != cam.shape:
-        raise ValueError(f"noise_maps and cam_maps must have the same shape, got {noise.shape} and {cam.shape}")
-    ts = np.asarray(noise_thresholds, np.float64).ravel()
-    if ts.size == 0:
-        raise ValueError("noise_thresholds is empty")
-    g = cam > cam_threshold
-    hw = noise.shape[1] * noise.shape[2]
-    out = {k: np.zeros(ts.size) for k in ("precision", "pixels_perturbed", "recall", "iou", "iou_outside",
-                                          "n_empty")}
-    cam_ok = g.reshape(len(g), -1).any(1)
-    for j, t in enumerate(ts):
-        tp, fp, fn, tn = confusion_counts(noise > t, g)
-        perturbed = tp + fp
-        has = perturbed > 0
-        out["precision"][j] = np.mean(tp[has] / perturbed[has]) if has.any() else np.nan
-        out["n_empty"][j] = np.sum(~has)
-        out["pixels_perturbed"][j] = np.mean(perturbed / hw)
-        out["recall"][j] = np.mean(tp[cam_ok] / (tp + fn)[cam_ok]) if cam_ok.any() else np.nan
-        union = tp + fp + fn
-        out["iou"][j] = np.mean(np.where(union > 0, tp / np.maximum(union, 1), 0.0))
-        outside = tp + fp + tn
-        out["iou_outside"][j] = np.mean(np.where(outside > 0, fp / np.maximum(outside, 1), 0.0))
-    out["thresholds"] = ts
-    out["n_empty_cam"] = int(np.sum(~cam_ok))
-    return out
+    return aggregate(per_image_counts(noise_maps, cam_maps, noise_thresholds, cam_threshold), noise_thresholds)

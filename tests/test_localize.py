@@ -1,0 +1,75 @@
+"""The localisation protocol end to end (CLI), ε calibration, and resuming from the cache."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tfperceptual import cli
+from tfperceptual import localize as loc
+
+
+class _FakeAttack:
+    """Fools the first round(10·ε) of ten images: fooling rate = min(1, ε)."""
+
+    def __init__(self):
+        self.eps = 0.0
+
+    def __call__(self, x, labels):
+        class R:
+            pass
+
+        r = R()
+        k = int(round(10 * self.eps))
+        r.adv_labels = np.where(np.arange(len(x)) < k, labels + 1, labels)
+        return r
+
+
+def test_calibration_picks_the_smallest_eps_reaching_the_target():
+    x = np.zeros((10, 4, 4, 1), np.float32)
+    y = np.zeros(10, np.int64)
+    eps, rate, tried = loc.calibrate_eps(_FakeAttack(), x, y, [0.9, 0.3, 1.0, 0.5, 2.0], target=0.99)
+    assert eps == 1.0 and rate == 1.0
+    assert [t[0] for t in tried] == [0.3, 0.5, 0.9, 1.0]  # ascending, stops at the first success
+    eps, rate, _ = loc.calibrate_eps(_FakeAttack(), x, y, [0.1, 0.2], target=0.99)
+    assert eps == 0.2 and rate == pytest.approx(0.2)  # not reached: the largest, with its rate
+
+
+def test_default_grid_extends_the_compare_grid_and_keeps_ssim_radii_below_one():
+    g = loc.default_grid("fpgap", "mnist")
+    assert max(g) < 1 and g == sorted(g)
+    assert max(loc.default_grid("fgsm", "cifar10")) == pytest.approx(0.24)
+
+
+def test_localize_cli_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "loc"
+    argv = ["localize", "--data", "mnist", "--n", "8", "--n-calibration", "8", "--attacks", "fpgap,fgsm",
+            "--eps", "fgsm=0.3", "--steps", "5", "--batch-size", "8", "--out", str(out), "--no-progress"]
+    assert cli.main(argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["attacks"]) == {"fpgap", "fgsm"}
+    fg = res["attacks"]["fgsm"]
+    assert fg["eps"] == 0.3 and fg["calibration"] == []  # fixed ε: no sweep
+    fp = res["attacks"]["fpgap"]
+    tried = fp["calibration"]
+    assert tried[-1][0] == fp["eps"]
+    assert all(rate < 0.99 for _, rate in tried[:-1])  # every smaller ε tried fell short
+    j = fp["thresholds"].index(0.11)
+    for m in loc.METRICS:
+        assert len(fp[m]) == len(fp["thresholds"])
+    assert 0 <= fp["pixels_perturbed"][j] <= 1 and 0 <= fp["iou_outside"][j] <= 1
+    # larger thresholds never mark more pixels as perturbed
+    assert np.all(np.diff(fp["pixels_perturbed"]) <= 1e-12)
+    report = (out / "report.md").read_text()
+    assert "Table I" in report and "| ε | " in report
+    for f in ("metrics_vs_threshold.png", "panels_fpgap.png", "panels_fgsm.png"):
+        assert (out / f).stat().st_size > 1000
+    # a second run is served from the cache: no attack is built
+    monkeypatch.setattr(loc, "build_attack", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
+    assert cli.main(argv) == 0
+    assert json.loads((out / "results.json").read_text())["attacks"]["fpgap"]["eps"] == fp["eps"]
+
+
+def test_localize_cli_rejects_unknown_attacks(tmp_path):
+    with pytest.raises(SystemExit):
+        cli.main(["localize", "--attacks", "fpgap,bogus", "--out", str(tmp_path)])
