@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 
 from tfperceptual import cli
@@ -60,3 +61,12 @@ def test_compare_on_imagenet_with_the_zoo_mobilenet(tmp_path):
     big = [p for p in res["points"] if p["attack"] == "fgsm" and p["eps"] == 0.03][0]
     small = [p for p in res["points"] if p["attack"] == "fgsm" and p["eps"] == 0.001][0]
     assert big["mean_psnr"] < small["mean_psnr"] and big["n"] == 4
+
+
+def test_cifar10_subset_of_the_cli_is_class_balanced():
+    # the test split is stored class by class; the first 1,000 images would all be airplanes
+    from tfperceptual.cli import _load_data
+
+    x, y = _load_data("cifar10", 1000)
+    assert x.shape == (1000, 32, 32, 3) and x.dtype == np.float32
+    assert np.bincount(y, minlength=10).tolist() == [100] * 10
