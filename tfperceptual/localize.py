@@ -10,13 +10,13 @@ interrupted run resumes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 
+from .compare import _as_float, _fingerprint
 from .io_utils import atomic_savefig, atomic_write_json, atomic_write_text
 from .localization import DEFAULT_NOISE_THRESHOLDS, aggregate, per_image_counts
 from .registry import ATTACK_NAMES, EPS_UNITS, build_attack
@@ -50,11 +50,6 @@ def _fmt(v, digits=3):
     return f"{v:.{digits}f}" if v is not None and np.isfinite(v) else "—"
 
 
-def _as_float(batch):
-    batch = np.asarray(batch)
-    return batch.astype(np.float32) / 255.0 if batch.dtype == np.uint8 else batch.astype(np.float32, copy=False)
-
-
 def calibrate_eps(attack, images, labels, grid, target=0.99, batch_size=64):
     """Smallest ε of ``grid`` (ascending) at which ``attack`` fools ≥ ``target`` of ``images``.
 
@@ -81,15 +76,6 @@ def calibrate_eps(attack, images, labels, grid, target=0.99, batch_size=64):
     return tried[-1][0], tried[-1][1], tried
 
 
-def _fingerprint(model, images, settings):
-    h = hashlib.sha256()
-    for w in model.get_weights():
-        h.update(np.ascontiguousarray(w).tobytes())
-    h.update(np.ascontiguousarray(images).tobytes())
-    h.update(json.dumps(settings, sort_keys=True).encode())
-    return h.hexdigest()[:16]
-
-
 def run_localize(model, images, labels=None, attacks=("fpgap", "pgap", "fgsm", "fgm", "pgd", "pgd_l2"),
                  eps=None, eps_grids=None, target_fooling=0.99, n_calibration=100, steps=50,
                  thresholds=DEFAULT_NOISE_THRESHOLDS, cam_threshold=0.75, batch_size=32, out_dir="runs/localize",
@@ -112,7 +98,7 @@ def run_localize(model, images, labels=None, attacks=("fpgap", "pgap", "fgsm", "
     import tensorflow as tf
     from tqdm.auto import tqdm
 
-    from .maps import gradcam_plus_plus, noise_map, ssim_map
+    from .maps import gradcam_plus_plus_fn, noise_map, ssim_map
     from .model_adapter import as_logits_model
 
     out = Path(out_dir)
@@ -128,7 +114,8 @@ def run_localize(model, images, labels=None, attacks=("fpgap", "pgap", "fgsm", "
     clean = np.concatenate([np.argmax(logits_model(tf.constant(_as_float(images[i:i + batch_size])),
                                                    training=False).numpy(), -1)
                             for i in range(0, len(images), batch_size)])
-    cams = np.concatenate([gradcam_plus_plus(model, _as_float(images[i:i + batch_size]), clean[i:i + batch_size])
+    cam_fn = gradcam_plus_plus_fn(model)  # one tf-keras-vis visualiser for the whole run
+    cams = np.concatenate([cam_fn(_as_float(images[i:i + batch_size]), clean[i:i + batch_size])
                            for i in range(0, len(images), batch_size)])
     fp = _fingerprint(logits_model, images, {"steps": steps, "thresholds": thresholds, "cam": cam_threshold,
                                              "target": target_fooling, "n_cal": n_calibration})

@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from .validation import check_images
 
-__all__ = ["ssim_map", "noise_map", "gaussian_window", "gradcam_plus_plus", "penultimate_conv_layer"]
+__all__ = ["ssim_map", "noise_map", "gaussian_window", "gradcam_plus_plus", "gradcam_plus_plus_fn",
+           "penultimate_conv_layer"]
 
 K1, K2 = 0.01, 0.03
 
@@ -159,6 +160,20 @@ def gradcam_plus_plus(model, images, labels, layer=None, batch_size=32):
         ValueError / TypeError: bad images or labels (see :mod:`tfperceptual.validation`), no
             convolutional layer.
     """
+    from .validation import check_labels
+
+    fn = gradcam_plus_plus_fn(model, layer)
+    x = check_images(images, "images")
+    y = check_labels(labels, len(x), fn.num_classes, "labels")
+    return np.concatenate([fn(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def gradcam_plus_plus_fn(model, layer=None):
+    """Build the tf-keras-vis GradCAM++ visualiser once; return ``f(images, labels) -> (B, H, W)`` maps.
+
+    Same maps as :func:`gradcam_plus_plus` (which calls this); for callers that explain many batches
+    (the model is rebuilt/cloned once, not per batch).
+    """
     from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
     from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
     from tf_keras_vis.utils.scores import CategoricalScore
@@ -166,17 +181,18 @@ def gradcam_plus_plus(model, images, labels, layer=None, batch_size=32):
     from .model_adapter import to_functional
     from .validation import check_labels
 
-    x = check_images(images, "images")
     model = to_functional(model)
     n_classes = int(model.outputs[0].shape[-1])
-    y = check_labels(labels, len(x), n_classes, "labels")
     layer = layer or penultimate_conv_layer(model)
     last_act = getattr(getattr(model.layers[-1], "activation", None), "__name__", "")
     modifier = ReplaceToLinear() if last_act == "softmax" else None
     cam = GradcamPlusPlus(model, model_modifier=modifier, clone=modifier is not None)
-    out = []
-    for i in range(0, len(x), batch_size):
-        sl = slice(i, i + batch_size)
-        m = cam(CategoricalScore(list(y[sl])), x[sl], penultimate_layer=layer, seek_penultimate_conv_layer=False)
-        out.append(np.asarray(m, np.float32).reshape(len(x[sl]), x.shape[1], x.shape[2]))
-    return np.clip(np.concatenate(out), 0.0, 1.0)
+
+    def explain(images, labels):
+        x = check_images(images, "images")
+        y = check_labels(labels, len(x), n_classes, "labels")
+        m = cam(CategoricalScore(list(y)), x, penultimate_layer=layer, seek_penultimate_conv_layer=False)
+        return np.clip(np.asarray(m, np.float32).reshape(len(x), x.shape[1], x.shape[2]), 0.0, 1.0)
+
+    explain.num_classes = n_classes
+    return explain
