@@ -73,3 +73,41 @@ def test_localize_cli_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
 def test_localize_cli_rejects_unknown_attacks(tmp_path):
     with pytest.raises(SystemExit):
         cli.main(["localize", "--attacks", "fpgap,bogus", "--out", str(tmp_path)])
+
+
+def test_an_interrupted_attack_resumes_from_its_last_batch(tmp_path, monkeypatch):
+    from tfperceptual import datasets, zoo
+
+    model = zoo.mnist_cnn()
+    x = datasets.load_mnist("test")[0][:12]
+    kw = dict(attacks=("fgsm",), eps={"fgsm": 0.3}, batch_size=4, data_name="mnist", progress=False)
+    ref = loc.run_localize(model, x, out_dir=tmp_path / "ref", **kw)["attacks"]["fgsm"]
+
+    real = loc.build_attack
+    calls = []
+
+    def flaky(*a, **k):
+        attack = real(*a, **k)
+
+        class Wrapped:
+            def __init__(self):
+                self.eps = attack.eps
+
+            def __call__(self, xb, yb):
+                calls.append(len(xb))
+                if len(calls) == 2:
+                    raise KeyboardInterrupt  # killed during the second batch
+                attack.eps = self.eps
+                return attack(xb, yb)
+        return Wrapped()
+
+    monkeypatch.setattr(loc, "build_attack", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        loc.run_localize(model, x, out_dir=tmp_path / "run", **kw)
+    assert list((tmp_path / "run" / "cache").glob("*.partial.npz"))
+    got = loc.run_localize(model, x, out_dir=tmp_path / "run", **kw)["attacks"]["fgsm"]
+    assert calls == [4, 4, 4, 4]  # batch 1, the interrupted batch 2, then only batches 2 and 3 again
+    for m in loc.METRICS:
+        np.testing.assert_allclose(got[m], ref[m], equal_nan=True)
+    assert got["fooling_rate"] == ref["fooling_rate"]
+    assert not list((tmp_path / "run" / "cache").glob("*.partial.npz"))  # finished: checkpoint removed

@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write_text", "atomic_write_json", "atomic_savefig"]
+__all__ = ["atomic_write_text", "atomic_write_json", "atomic_savefig", "atomic_savez"]
 
 
 def _atomic(path, writer, suffix=""):
@@ -42,6 +42,16 @@ def atomic_savefig(fig, path, **kwargs):
     """Save a matplotlib figure atomically (format from the path's suffix)."""
     fmt = Path(path).suffix.lstrip(".") or "png"
     return _atomic(path, lambda tmp: fig.savefig(tmp, format=fmt, **kwargs), suffix=f".{fmt}")
+
+
+def atomic_savez(path, **arrays):
+    """Save NumPy arrays to ``path`` (``.npz``, uncompressed) atomically."""
+    import numpy as np
+
+    def w(tmp):
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+    return _atomic(path, w, suffix=".npz")
 
 
 def _clean(obj):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .compare import _as_float, _fingerprint
-from .io_utils import atomic_savefig, atomic_write_json, atomic_write_text
+from .io_utils import atomic_savefig, atomic_savez, atomic_write_json, atomic_write_text
 from .localization import DEFAULT_NOISE_THRESHOLDS, aggregate, per_image_counts
 from .registry import ATTACK_NAMES, EPS_UNITS, build_attack
 
@@ -132,14 +132,26 @@ def run_localize(model, images, labels=None, attacks=("fpgap", "pgap", "fgsm", "
         grid = (eps_grids or {}).get(name) or default_grid(name, data_name)
         attack = build_attack(name, model, fixed if fixed is not None else grid[0], steps=steps,
                               batch_size=batch_size)
-        if fixed is not None:
+        # checkpoint of a running attack: ε (after calibration) and the counts of the batches done
+        part = out / "cache" / f"{name}_{fp}.partial.npz"
+        state = dict(np.load(part)) if part.exists() else {}
+        if state and fixed is not None and float(state["eps"]) != float(fixed):
+            state = {}
+        if state:
+            eps_a, tried = float(state["eps"]), json.loads(str(state["tried"]))
+        elif fixed is not None:
             eps_a, tried = float(fixed), []
         else:
             eps_a, _, tried = calibrate_eps(attack, images[:n_calibration], clean[:n_calibration], grid,
                                             target_fooling, batch_size)
         attack.eps = eps_a
-        counts, fooled, ssim_mean = [], [], []
-        for i in range(0, len(images), batch_size):
+        counts = [state["counts"]] if state else []
+        fooled = [state["fooled"]] if state else []
+        ssim_mean = [state["ssim"]] if state else []
+        if state and "panel_x" in state:
+            panels[name] = (state["panel_x"], state["panel_adv"], state["panel_s"])
+        start = int(state["done"]) if state else 0
+        for i in tqdm(range(start, len(images), batch_size), desc=name, leave=False, disable=not progress):
             x = _as_float(images[i:i + batch_size])
             res = attack(x, clean[i:i + batch_size])
             s = ssim_map(x, res.adversarial)
@@ -148,12 +160,18 @@ def run_localize(model, images, labels=None, attacks=("fpgap", "pgap", "fgsm", "
             ssim_mean.append(res.ssim)
             if i == 0:
                 panels[name] = (x[:n_panels], res.adversarial[:n_panels], s[:n_panels])
+            extra = ({"panel_x": panels[name][0], "panel_adv": panels[name][1], "panel_s": panels[name][2]}
+                     if name in panels else {})
+            atomic_savez(part, eps=eps_a, tried=json.dumps(tried), done=min(i + batch_size, len(images)),
+                         counts=np.concatenate(counts), fooled=np.concatenate(fooled),
+                         ssim=np.concatenate(ssim_mean), **extra)
         metrics = aggregate(np.concatenate(counts), thresholds)
         results[name] = {"attack": name, "eps": eps_a, "eps_unit": EPS_UNITS[name], "calibration": tried,
                          "fooling_rate": float(np.mean(np.concatenate(fooled))),
                          "mean_ssim": float(np.mean(np.concatenate(ssim_mean))),
                          **{k: np.asarray(v).tolist() for k, v in metrics.items()}}
         atomic_write_json(path, results[name])
+        part.unlink(missing_ok=True)
     settings = {"data": data_name, "model": model_name, "n": int(len(images)), "attacks": list(attacks),
                 "steps": steps, "target_fooling": target_fooling, "n_calibration": n_calibration,
                 "cam_threshold": cam_threshold, "table_threshold": TABLE_THRESHOLD,
