@@ -42,3 +42,26 @@ def test_bad_arguments(mnist_model):
         FoolboxAttack(mnist_model, "deepfool")
     with pytest.raises(ValueError, match="eps"):
         FoolboxAttack(mnist_model, "fgsm", eps=-1)
+
+
+@pytest.mark.parametrize("name,default_steps,default_rel", [("pgd", 40, 0.01 / 0.3), ("pgd_l2", 50, 0.025)])
+def test_pgd_step_size_scales_up_for_short_runs(mnist_model, name, default_steps, default_rel):
+    assert FoolboxAttack(mnist_model, name, 0.1, steps=default_steps).rel_stepsize == pytest.approx(default_rel)
+    assert FoolboxAttack(mnist_model, name, 0.1, steps=100).rel_stepsize == pytest.approx(default_rel)
+    short = FoolboxAttack(mnist_model, name, 0.1, steps=10)
+    assert short.rel_stepsize == pytest.approx(default_rel * default_steps / 10)
+    assert short.attack.rel_stepsize == pytest.approx(short.rel_stepsize)  # handed to Foolbox
+    assert FoolboxAttack(mnist_model, name, 0.1, steps=10, rel_stepsize=0.05).attack.rel_stepsize == 0.05
+
+
+def test_short_linf_pgd_reaches_the_edge_of_its_ball(mnist_model, mnist_batch):
+    # 10 steps of Foolbox's default 0.033·ε move at most 0.33·ε from the random start; the scaled
+    # step lets the sign iterates saturate at ±ε on most pixels
+    x, y = mnist_batch
+    eps = 0.02  # too small to fool: the iterates keep pushing
+    r = FoolboxAttack(mnist_model, "pgd", eps, steps=10)(x, y)
+    d = np.abs(r.adversarial - x)
+    inside = (x > eps) & (x < 1 - eps)  # pixels the box does not clip
+    assert np.max(d) <= eps + 1e-6
+    assert np.mean(d[inside]) > 0.75 * eps  # measured 0.84 ε (Foolbox's unscaled step: 0.53 ε)
+    assert np.mean(d[inside] > 0.99 * eps) > 0.4  # at the edge: 61 % (unscaled: 17 %)

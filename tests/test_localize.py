@@ -35,6 +35,37 @@ def test_calibration_picks_the_smallest_eps_reaching_the_target():
     assert eps == 0.2 and rate == pytest.approx(0.2)  # not reached: the largest, with its rate
 
 
+class _ThresholdAttack:
+    """Fools every image once ε ≥ ε* (and none below)."""
+
+    def __init__(self, eps_star):
+        self.eps, self.eps_star = 0.0, eps_star
+
+    def __call__(self, x, labels):
+        class R:
+            pass
+
+        r = R()
+        r.adv_labels = labels + (self.eps >= self.eps_star)
+        return r
+
+
+@pytest.mark.parametrize("eps_star", [0.37, 0.26, 0.9, 0.013])
+def test_calibration_bisects_between_the_grid_points(eps_star):
+    x = np.zeros((4, 4, 4, 1), np.float32)
+    y = np.zeros(4, np.int64)
+    grid = [0.1, 0.2, 0.4, 0.8, 1.6]
+    eps, rate, tried = loc.calibrate_eps(_ThresholdAttack(eps_star), x, y, grid, target=0.99, refine=4)
+    assert rate == 1.0 and eps >= eps_star  # always a passing ε
+    # within 2^(1/16) of ε* after 4 bisections of a ×2 bracket (the first grid point passes for
+    # 0.013: halvings 0.05, 0.025, 0.0125 find a failing ε first)
+    assert eps <= eps_star * 2 ** (1 / 16) + 1e-12
+    assert all(r == (1.0 if e >= eps_star else 0.0) for e, r in tried)
+    # refine=0: the plain sweep
+    eps0, _, _ = loc.calibrate_eps(_ThresholdAttack(eps_star), x, y, grid, target=0.99)
+    assert eps0 == min(e for e in grid if e >= eps_star)
+
+
 def test_default_grid_extends_the_compare_grid_and_keeps_ssim_radii_below_one():
     g = loc.default_grid("fpgap", "mnist")
     assert max(g) < 1 and g == sorted(g)
@@ -52,8 +83,9 @@ def test_localize_cli_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
     assert fg["eps"] == 0.3 and fg["calibration"] == []  # fixed ε: no sweep
     fp = res["attacks"]["fpgap"]
     tried = fp["calibration"]
-    assert tried[-1][0] == fp["eps"]
-    assert all(rate < 0.99 for _, rate in tried[:-1])  # every smaller ε tried fell short
+    assert [fp["eps"], fp["fooling_rate"]] in tried or fp["calibration"] == []
+    assert max(r for e, r in tried if e == fp["eps"]) >= 0.99
+    assert all(rate < 0.99 for e, rate in tried if e < fp["eps"])  # every smaller ε tried fell short
     j = fp["thresholds"].index(0.11)
     for m in loc.METRICS:
         assert len(fp[m]) == len(fp["thresholds"])

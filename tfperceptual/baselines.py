@@ -3,7 +3,10 @@
 ``FoolboxAttack(model, "fgsm" | "fgm" | "pgd" | "pgd_l2", eps=…)`` wraps
 Foolbox's ``LinfFastGradientAttack`` (FGSM), ``L2FastGradientAttack`` (FGM),
 ``LinfPGD`` and ``L2PGD`` (50 steps, as in the paper; Foolbox's default
-relative step sizes and random start).  Calling it as ``attack(images,
+relative step sizes and random start).  With fewer steps than Foolbox's default (40 for
+``LinfPGD``, 50 for ``L2PGD``) the relative step size is scaled up by default/steps so the
+iterates can still cross the ε ball (Foolbox's 0.0333 × 10 steps would reach a third of it);
+an explicit ``rel_stepsize`` is used as given.  Calling it as ``attack(images,
 labels)`` returns an :class:`tfperceptual.attacks.AttackResult`.  The attacks
 themselves are Foolbox's, not reimplemented; the model is wrapped with
 ``foolbox.TensorFlowModel`` over its logits model (bounds (0, 1)).
@@ -21,6 +24,9 @@ from .validation import check_images, check_labels
 
 __all__ = ["FoolboxAttack", "FOOLBOX_ATTACKS", "FGSM", "FGM", "PGD", "PGD_L2"]
 
+#: Foolbox 3.3 defaults of the PGD attacks: (steps, rel_stepsize)
+FOOLBOX_PGD_DEFAULTS = {"LinfPGD": (40, 0.01 / 0.3), "L2PGD": (50, 0.025)}
+
 #: name → (Foolbox class name, norm, iterative)
 FOOLBOX_ATTACKS = {
     "fgsm": ("LinfFastGradientAttack", "linf", False),
@@ -37,7 +43,8 @@ class FoolboxAttack:
         model: Keras 3 classifier (any output kind; see :mod:`tfperceptual.model_adapter`).
         attack: one of ``"fgsm"``, ``"fgm"``, ``"pgd"``, ``"pgd_l2"``.
         eps: perturbation budget in the attack's norm (ℓ∞ or ℓ2, pixels in [0, 1]); > 0.
-        steps: iterations of the PGD attacks (ignored by FGSM/FGM).
+        steps: iterations of the PGD attacks (ignored by FGSM/FGM); below Foolbox's default step
+            count the relative step size is scaled up (see the module docstring).
         batch_size: images per Foolbox call.
         **kwargs: passed to the Foolbox attack's constructor (e.g. ``rel_stepsize``).
     """
@@ -54,6 +61,10 @@ class FoolboxAttack:
         self.num_classes = self.model.num_classes
         self.steps = int(steps) if iterative else 1
         cls = getattr(fb.attacks, cls_name)
+        if iterative and "rel_stepsize" not in kwargs and "abs_stepsize" not in kwargs:
+            default_steps, default_rel = FOOLBOX_PGD_DEFAULTS[cls_name]
+            kwargs["rel_stepsize"] = default_rel * max(1.0, default_steps / self.steps)
+        self.rel_stepsize = kwargs.get("rel_stepsize")
         self.attack = cls(steps=self.steps, **kwargs) if iterative else cls(**kwargs)
         self.fmodel = fb.TensorFlowModel(self.model, bounds=(0.0, 1.0))
         self.eps = eps

@@ -95,6 +95,7 @@ def main(argv=None):
     lo.add_argument("--n", type=int, default=100)
     lo.add_argument("--n-calibration", type=int, default=100)
     lo.add_argument("--target-fooling", type=float, default=0.99)
+    lo.add_argument("--refine", type=int, default=3, help="bisection steps of the ε calibration after the grid")
     lo.add_argument("--steps", type=int, default=50)
     lo.add_argument("--batch-size", type=int, default=32)
     lo.add_argument("--out", default="runs/localize")
@@ -162,7 +163,7 @@ def main(argv=None):
             builders = {"mnist": zoo.mnist_cnn, "cifar10": zoo.cifar10_cnn, "imagenet": zoo.imagenet_mobilenet}
             model, model_name = builders[family](), f"tfperceptual zoo.{builders[family].__name__}"
         x, y = _load_data(args.data, args.n)
-        run_localize(model, x, y, attacks=attacks, eps=fixed, target_fooling=args.target_fooling,
+        run_localize(model, x, y, attacks=attacks, eps=fixed, target_fooling=args.target_fooling, refine=args.refine,
                      n_calibration=args.n_calibration, steps=args.steps, batch_size=args.batch_size,
                      out_dir=args.out, data_name=family, model_name=model_name, progress=not args.no_progress)
         print(open(os.path.join(args.out, "report.md"), encoding="utf-8").read())

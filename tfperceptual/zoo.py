@@ -70,15 +70,16 @@ def imagenet_mobilenet(weights_dir=None, input_size=227):
 
     wdir = Path(weights_dir) if weights_dir is not None else _models_root() / _MOBILENET
     weights = read_tfjs_weights(wdir)
-    base = keras.applications.MobileNet(alpha=0.75, weights=None, input_shape=(224, 224, 3),
-                                        classifier_activation=None)
-    assign_tfjs_weights(base, weights, {("DepthwiseConv2D", "kernel"): "depthwise_kernel"})
     inp = keras.Input((input_size, input_size, 3), name="pixels")
     h = inp
     if input_size != 224:
         h = keras.layers.Resizing(224, 224, interpolation="bilinear", name="resize_224")(h)
     h = keras.layers.Rescaling(2.0, offset=-1.0, name="to_minus1_1")(h)
-    return keras.Model(inp, base(h), name="imagenet_mobilenet_v1_075")
+    # built on the preprocessed tensor, so the network is one flat functional graph (its layers, e.g.
+    # for GradCAM++ or perceptual losses, are reachable by name from the returned model)
+    net = keras.applications.MobileNet(alpha=0.75, weights=None, input_tensor=h, classifier_activation=None)
+    assign_tfjs_weights(net, weights, {("DepthwiseConv2D", "kernel"): "depthwise_kernel"})
+    return keras.Model(inp, net.output, name="imagenet_mobilenet_v1_075")
 
 
 def class_names(dataset: str):
