@@ -1,0 +1,158 @@
+"""Perceptual-ball explainer (Elliott et al., CVPR 2021): objective, layer selection, saliency, errors."""
+
+import keras
+import numpy as np
+import pytest
+import scipy.ndimage
+import tensorflow as tf
+
+from tfperceptual.explain import (PerceptualBall, activation_layers, blur_saliency, feature_model,
+                                  perturbation_saliency)
+
+
+def test_activation_layers_list_relu_outputs_in_order(mnist_model):
+    assert activation_layers(mnist_model) == ["conv1", "conv2", "fc1"]  # Conv2D/Dense with relu
+    inp = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(4, 3, name="c1")(inp)
+    h = keras.layers.ReLU(max_value=6.0, name="r6")(h)          # ReLU6
+    h = keras.layers.Conv2D(4, 3, name="c2")(h)
+    h = keras.layers.Activation("relu", name="act")(h)
+    h = keras.layers.Conv2D(4, 3, activation="tanh", name="c3")(h)  # not a ReLU
+    out = keras.layers.Dense(3)(keras.layers.Flatten()(h))
+    assert activation_layers(keras.Model(inp, out)) == ["r6", "act"]
+
+
+def test_layers_by_name_and_by_activation_index_pick_the_same_tensors(mnist_model, mnist_batch):
+    x, _ = mnist_batch
+    by_name, names = feature_model(mnist_model, ["conv1", "fc1"])
+    by_index, names_i = feature_model(mnist_model, [0, -1])
+    assert names == names_i == ["conv1", "fc1"]
+    for a, b in zip(by_name(x[:4]), by_index(x[:4])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # and they are the activations of those layers
+    direct = keras.Model(mnist_model.inputs, mnist_model.get_layer("conv1").output)(x[:4])
+    np.testing.assert_allclose(np.asarray(by_name(x[:4])[1]), np.asarray(direct), rtol=1e-6)
+
+
+def test_sequential_and_functional_models_give_the_same_explanation(mnist_batch):
+    x, y = mnist_batch
+    layers = [keras.layers.Conv2D(4, 3, activation="relu", name="c"), keras.layers.Flatten(),
+              keras.layers.Dense(10, activation="softmax", name="out")]
+    seq = keras.Sequential([keras.Input((28, 28, 1))] + layers)
+    inp = keras.Input((28, 28, 1))
+    h = inp
+    for layer in layers:
+        h = layer(h)
+    func = keras.Model(inp, h)
+    kw = dict(layers=[0], lambda_perceptual=10.0, steps=5)
+    a = PerceptualBall(seq, **kw)(x[:3], y[:3])
+    b = PerceptualBall(func, **kw)(x[:3], y[:3])
+    np.testing.assert_allclose(a.perturbed, b.perturbed, atol=1e-5)
+
+
+def test_the_loss_decreases_and_the_margin_reaches_the_target(mnist_model, mnist_batch):
+    x, y = mnist_batch
+    pb = PerceptualBall(mnist_model, layers=["conv1", "conv2"], lambda_perceptual=100.0, steps=100)
+    e = pb(x[:8], y[:8])
+    assert np.all(e.initial_margin > 0)  # correctly classified, confidently
+    assert np.all(e.loss < (e.initial_margin - pb.target) ** 2)  # Eq. 5 is (M(x) − T)² at x′ = x
+    np.testing.assert_allclose(e.margin, pb.target, atol=0.1)
+    # reported margin = Eq. 1 recomputed from the logits at x′
+    logits = mnist_model(e.perturbed).numpy()
+    own = logits[np.arange(8), y[:8]]
+    logits[np.arange(8), y[:8]] = -np.inf
+    np.testing.assert_allclose(e.margin, own - logits.max(1), atol=1e-4)
+
+
+def test_loss_reported_is_eq5(mnist_model, mnist_batch):
+    x, y = mnist_batch
+    pb = PerceptualBall(mnist_model, layers=["conv2"], lambda_perceptual=50.0, lambda_pixel=3.0, steps=10)
+    e = pb(x[:4], y[:4])
+    fm = keras.Model(mnist_model.inputs, mnist_model.get_layer("conv2").output)
+    perc = np.mean((fm(e.perturbed).numpy() - fm(x[:4]).numpy()) ** 2, axis=(1, 2, 3))
+    pix = np.mean((e.perturbed - x[:4]) ** 2, axis=(1, 2, 3))
+    np.testing.assert_allclose(e.loss, (e.margin + 2.0) ** 2 + 50.0 * perc + 3.0 * pix, rtol=1e-4)
+
+
+def test_multilabel_drives_the_logit_itself(mnist_model, mnist_batch):
+    x, y = mnist_batch
+    e = PerceptualBall(mnist_model, lambda_perceptual=0.0, multilabel=True, target=-1.0, steps=50)(x[:4], y[:4])
+    logits = mnist_model(e.perturbed).numpy()[np.arange(4), y[:4]]
+    np.testing.assert_allclose(e.margin, logits, atol=1e-4)
+    np.testing.assert_allclose(e.margin, -1.0, atol=0.1)
+
+
+def test_adam_option_also_decreases_the_loss(mnist_model, mnist_batch):
+    x, y = mnist_batch
+    e = PerceptualBall(mnist_model, layers=[0, 1], lambda_perceptual=100.0, optimizer="adam",
+                       learning_rate=0.01, steps=100)(x[:4], y[:4])
+    assert np.all(e.loss < (e.initial_margin + 2.0) ** 2)
+    assert not e.converged.any()
+
+
+def test_large_pixel_weight_gives_a_small_perturbation(mnist_model, mnist_batch):
+    x, y = mnist_batch
+    small = PerceptualBall(mnist_model, lambda_perceptual=0.0, lambda_pixel=100.0, steps=50)(x[:4], y[:4])
+    big = PerceptualBall(mnist_model, lambda_perceptual=0.0, lambda_pixel=0.01, steps=50)(x[:4], y[:4])
+    rms = lambda e: np.sqrt(np.mean((e.perturbed - x[:4]) ** 2))  # noqa: E731
+    assert rms(small) < rms(big)
+
+
+def test_saliency_is_rms_over_channels_then_gaussian_blur(rng):
+    x = rng.random((2, 20, 24, 3)).astype(np.float32)
+    xp = x + rng.normal(0, 0.1, x.shape).astype(np.float32)
+    raw = np.sqrt(np.mean((xp - x) ** 2, -1))
+    np.testing.assert_allclose(perturbation_saliency(x, xp, 0.0).numpy(), raw, rtol=1e-5)
+    for sigma in (1.0, 2.0, 3.5):
+        want = np.stack([scipy.ndimage.gaussian_filter(r.astype(np.float64), sigma, mode="reflect") for r in raw])
+        np.testing.assert_allclose(blur_saliency(raw, sigma).numpy(), want, atol=1e-5)
+    with pytest.raises(ValueError, match="too wide"):
+        blur_saliency(raw, 6.0)
+
+
+def test_guided_saliency_multiplies_by_the_normalised_gradient(mnist_model, mnist_batch):
+    x, y = mnist_batch
+    pb = PerceptualBall(mnist_model, layers=[0], lambda_perceptual=10.0, steps=5)
+    plain = pb(x[:2], y[:2])
+    guided = pb(x[:2], y[:2], guided=True)
+    with tf.GradientTape() as tape:
+        xt = tf.constant(x[:2])
+        tape.watch(xt)
+        score = tf.reduce_sum(tf.gather(mnist_model(xt), y[:2], batch_dims=1))
+    g = np.sqrt(np.mean(tape.gradient(score, xt).numpy() ** 2, -1))
+    g /= g.max(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(guided.saliency, plain.saliency * g, rtol=1e-4, atol=1e-7)
+
+
+def test_default_labels_are_the_predictions(mnist_model, mnist_batch):
+    x, y = mnist_batch
+    e = PerceptualBall(mnist_model, lambda_perceptual=0.0, steps=2)(x[:4])
+    np.testing.assert_array_equal(e.labels, y[:4])
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(lambda_perceptual=-1.0, layers=[0]), "lambda_perceptual"),
+    (dict(lambda_pixel=float("nan")), "lambda_pixel"),
+    (dict(lambda_perceptual=1.0), "needs layers"),
+    (dict(layers=[7]), "out of range"),
+    (dict(layers=["nope"]), "not on the path"),
+    (dict(steps=0, lambda_perceptual=0.0), "steps"),
+    (dict(optimizer="sgd", lambda_perceptual=0.0), "optimizer"),
+    (dict(target=float("inf"), lambda_perceptual=0.0), "target"),
+])
+def test_bad_arguments_raise(mnist_model, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PerceptualBall(mnist_model, **kwargs)
+
+
+def test_bad_images_and_labels_raise(mnist_model, mnist_batch):
+    x, y = mnist_batch
+    pb = PerceptualBall(mnist_model, lambda_perceptual=0.0, steps=1)
+    with pytest.raises(ValueError):
+        pb(x[:2] * 3, y[:2])  # outside [0, 1]
+    with pytest.raises(ValueError):
+        pb(x[:2], [0, 10])  # label out of range
+    bad = x[:2].copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError):
+        pb(bad, y[:2])
