@@ -25,6 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .maps import gaussian_window
 from .model_adapter import as_logits_model, input_shape_of
 from .validation import check_images, check_labels
 
@@ -125,23 +126,19 @@ def feature_model(model, layers):
     return fm, names
 
 
-def _gaussian_kernel(sigma):
-    r = max(1, int(np.ceil(4.0 * sigma)))  # scipy.ndimage.gaussian_filter's default truncate = 4
-    t = np.arange(-r, r + 1, dtype=np.float64)
-    k = np.exp(-0.5 * (t / sigma) ** 2)
-    return (k / k.sum()).astype(np.float32)
-
-
 def blur_saliency(maps, sigma):
     """Gaussian blur of (B, H, W) maps, width ``sigma`` in pixels (0: unchanged).
 
     Equal to ``scipy.ndimage.gaussian_filter(m, sigma, mode="reflect")`` per image (separable kernel
-    truncated at 4σ, symmetric padding), computed in TensorFlow for whole batches.
+    of radius int(4σ + 0.5), symmetric padding), computed in TensorFlow for whole batches.
+
+    Raises:
+        ValueError: the kernel radius is not smaller than the map's height or width.
     """
     m = tf.convert_to_tensor(maps, tf.float32)
     if sigma is None or sigma <= 0:
         return m
-    k = _gaussian_kernel(float(sigma))
+    k = gaussian_window(float(sigma), truncate=4.0).astype(np.float32)  # scipy's default truncate
     r = (len(k) - 1) // 2
     x = m[..., None]
     for axis in (1, 2):

@@ -174,25 +174,6 @@ def gradcam_plus_plus_fn(model, layer=None):
     Same maps as :func:`gradcam_plus_plus` (which calls this); for callers that explain many batches
     (the model is rebuilt/cloned once, not per batch).
     """
-    from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
-    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
-    from tf_keras_vis.utils.scores import CategoricalScore
+    from .saliency import saliency_fn
 
-    from .model_adapter import to_functional
-    from .validation import check_labels
-
-    model = to_functional(model)
-    n_classes = int(model.outputs[0].shape[-1])
-    layer = layer or penultimate_conv_layer(model)
-    last_act = getattr(getattr(model.layers[-1], "activation", None), "__name__", "")
-    modifier = ReplaceToLinear() if last_act == "softmax" else None
-    cam = GradcamPlusPlus(model, model_modifier=modifier, clone=modifier is not None)
-
-    def explain(images, labels):
-        x = check_images(images, "images")
-        y = check_labels(labels, len(x), n_classes, "labels")
-        m = cam(CategoricalScore(list(y)), x, penultimate_layer=layer, seek_penultimate_conv_layer=False)
-        return np.clip(np.asarray(m, np.float32).reshape(len(x), x.shape[1], x.shape[2]), 0.0, 1.0)
-
-    explain.num_classes = n_classes
-    return explain
+    return saliency_fn(model, "gradcam++", layer)
