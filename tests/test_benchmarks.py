@@ -1,0 +1,158 @@
+"""Saliency benchmarks on cases with known answers."""
+
+import numpy as np
+import pytest
+from test_maps_localization import _patch_model
+
+from tfperceptual import benchmarks as bm
+
+
+def test_auc_trapezoid():
+    assert bm.auc(np.full(11, 0.3)) == pytest.approx(0.3)
+    assert bm.auc(np.linspace(0, 1, 51)) == pytest.approx(0.5)
+    np.testing.assert_allclose(bm.auc([[1, 0], [0, 0]]), [0.5, 0.0])
+
+
+def test_box_iou_and_largest_component():
+    np.testing.assert_allclose(bm.box_iou(np.array([0, 0, 10, 10.]), [[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]]),
+                               [1.0, 50 / 150, 0.0])
+    mask = np.zeros((20, 20), bool)
+    mask[2:4, 2:4] = True            # 4 pixels
+    mask[10:15, 5:12] = True         # 35 pixels: the largest
+    mask[0, 19] = True
+    np.testing.assert_array_equal(bm.largest_component_box(mask), [5, 10, 12, 15])
+    assert bm.largest_component_box(np.zeros((5, 5), bool)) is None
+    diag = np.eye(4, dtype=bool)     # 4-connectivity: diagonal pixels are separate components
+    np.testing.assert_array_equal(bm.largest_component_box(diag), [0, 0, 1, 1])
+
+
+def test_a_map_that_is_exactly_the_box_localises_and_points():
+    maps = np.zeros((3, 40, 50))
+    boxes = [np.array([[10, 5, 30, 25.]]), np.array([[0, 0, 50, 20.]]), np.array([[30, 20, 45, 38.]])]
+    for m, (b,) in zip(maps, boxes):
+        x0, y0, x1, y1 = b.astype(int)
+        m[y0:y1, x0:x1] = 1.0
+    res = bm.weak_localisation(maps, boxes)
+    for strat in ("value", "mean"):
+        assert res[strat]["best_error"] == 0.0
+        assert np.all(res[strat]["error"] == 0.0) or strat == "mean"
+    assert res["best"]["error"] == 0.0
+    assert bm.pointing_game(maps, boxes).all()
+    # the same maps against boxes elsewhere: IoU 0, no hit
+    far = [np.array([[40, 30, 50, 40.]]), np.array([[60, 60, 70, 70.]]), np.array([[0, 0, 5, 5.]])]
+    res = bm.weak_localisation(maps, far)
+    assert res["best"]["error"] == 1.0
+    assert not bm.pointing_game(maps, far).any()
+
+
+def test_weak_localisation_strategies_on_a_graded_map():
+    # a bump whose core (s ≥ 0.5) is the box and whose tail (s < 0.5) spreads wider
+    yy, xx = np.mgrid[0:64, 0:64]
+    s = np.exp(-(((xx - 32) / 10.0) ** 2 + ((yy - 32) / 10.0) ** 2))
+    core = s >= 0.5
+    ys, xs = np.nonzero(core)
+    box = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1.]])
+    ok = bm.weak_localisation_success(s[None], [box])
+    alphas = bm.threshold_grids()["value"]
+    assert ok["value"][0, np.argmin(np.abs(alphas - 0.5))]   # α = 0.5 gives the box exactly
+    assert not ok["value"][0, np.argmin(np.abs(alphas - 0.05))]  # α = 0.05: far too wide
+    frac = core.mean()
+    j = np.argmin(np.abs(bm.threshold_grids()["percentile"] - frac))
+    assert ok["percentile"][0, j]  # keeping the box's share of pixels gives the box
+
+
+def test_pointing_game_tolerance():
+    boxes = [np.array([[20, 20, 30, 30.]])] * 3
+    maps = np.zeros((3, 60, 60))
+    maps[0, 25, 25] = 1   # inside
+    maps[1, 25, 42] = 1   # 12.5 px right of the box: within 15
+    maps[2, 25, 50] = 1   # 20.5 px: a miss
+    np.testing.assert_array_equal(bm.pointing_game(maps, boxes), [True, True, False])
+    np.testing.assert_array_equal(bm.pointing_game(maps, boxes, tolerance=0), [True, False, False])
+
+
+def _patch_images(rng, n=4):
+    x = rng.uniform(0, 0.2, (n, 32, 32, 1)).astype(np.float32)
+    corners = [(4, 6), (20, 10), (12, 22), (22, 22)][:n]
+    for i, (r, c) in enumerate(corners):
+        x[i, r:r + 6, c:c + 6] = 1.0
+    return x, corners
+
+
+def test_deleting_the_decisive_patch_first_gives_a_lower_deletion_auc(rng):
+    model = _patch_model(False)
+    x, corners = _patch_images(rng)
+    y = np.zeros(len(x), int)
+    good = np.zeros(x.shape[:3])
+    for i, (r, c) in enumerate(corners):
+        good[i, r:r + 6, c:c + 6] = 1.0 + rng.random((6, 6))
+    rand = rng.random(x.shape[:3])
+    # this toy detector fires on any bright 3×3 sum > 4, mid-grey included: delete to black instead
+    g = bm.deletion_insertion(model, x, y, good, n_steps=32, substrate=0.0)
+    r = bm.deletion_insertion(model, x, y, rand, n_steps=32, substrate=0.0)
+    assert np.all(g["deletion"] < r["deletion"])
+    assert np.all(g["insertion"] > r["insertion"])
+    # curve ends: deletion starts at p(x) and ends at p(grey); insertion starts at p(blurred), ends at p(x)
+    p = lambda im: model(im).numpy()[:, 0]  # noqa: E731  (the model ends in a softmax)
+    np.testing.assert_allclose(g["deletion_curve"][:, 0], p(x), atol=1e-5)
+    np.testing.assert_allclose(g["deletion_curve"][:, -1], p(np.zeros_like(x)), atol=1e-5)
+    np.testing.assert_allclose(g["insertion_curve"][:, -1], p(x), atol=1e-5)
+
+
+def test_deletion_insertion_match_a_plain_loop(rng):
+    """An independent pixel-by-pixel NumPy implementation of the curves (scipy blur)."""
+    import scipy.ndimage
+
+    model = _patch_model(True)
+    x, _ = _patch_images(rng, 2)
+    s = rng.random(x.shape[:3])
+    s[0, :2, :2] = s[0, 0, 0]  # ties: raster order
+    res = bm.deletion_insertion(model, x, [0, 1], s, n_steps=8)
+    hw = 32 * 32
+    blurred = np.stack([scipy.ndimage.gaussian_filter(im[..., 0].astype(np.float64), 5.0, mode="reflect")
+                        for im in x])[..., None]
+    for i, cls in enumerate([0, 1]):
+        order = sorted(range(hw), key=lambda k: (-s[i].ravel()[k], k))
+        for j, count in enumerate(np.round(np.linspace(0, hw, 9)).astype(int)):
+            d, ins = x[i].copy().reshape(-1), blurred[i].copy().reshape(-1)
+            idx = order[:count]
+            d[idx] = 0.5
+            ins[idx] = x[i].reshape(-1)[idx]
+            pd = model(d.reshape(1, 32, 32, 1).astype(np.float32)).numpy()[0, cls]  # softmax output
+            pi = model(ins.reshape(1, 32, 32, 1).astype(np.float32)).numpy()[0, cls]
+            assert res["deletion_curve"][i, j] == pytest.approx(pd, abs=1e-5)
+            assert res["insertion_curve"][i, j] == pytest.approx(pi, abs=1e-4)
+
+
+def test_bad_benchmark_inputs(rng):
+    model = _patch_model(False)
+    x, _ = _patch_images(rng, 2)
+    with pytest.raises(ValueError, match="shape"):
+        bm.deletion_insertion(model, x, [0, 0], np.zeros((2, 16, 16)))
+    with pytest.raises(ValueError, match="NaN"):
+        bm.pointing_game(np.full((1, 4, 4), np.nan), [np.zeros((1, 4))])
+    with pytest.raises(ValueError, match="one box array per map"):
+        bm.weak_localisation(np.zeros((2, 4, 4)), [np.zeros((1, 4))])
+
+
+def test_randomising_all_layers_changes_the_maps_and_weights_come_back(mnist_model, mnist_batch):
+    from tfperceptual.saliency import saliency_fn
+
+    x, y = mnist_batch
+    before = [w.copy() for w in mnist_model.get_weights()]
+    res = bm.cascading_randomization(mnist_model, lambda m: saliency_fn(m, "saliency"), x[:6], y[:6])
+    assert res["layers"] == ["logits", "fc1", "conv2", "conv1"]  # top-down
+    assert res["spearman"].shape == (4, 6) and res["ssim"].shape == (4, 6)
+    # fully randomised: the maps no longer follow the trained model's (measured: Spearman 0.81 after the
+    # top layer → 0.63 after all; SSIM 0.47 → 0.24; gradients of MNIST nets keep some input structure)
+    assert np.nanmean(res["spearman"][-1]) < 0.75 and np.mean(res["ssim"][-1]) < 0.4
+    assert np.nanmean(res["spearman"][-1]) < np.nanmean(res["spearman"][0])
+    for a, b in zip(before, mnist_model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # control: an explainer blind to the weights gives Spearman 1 and SSIM 1 at every step
+    fixed = np.random.default_rng(0).random((6, 28, 28))
+    blind = bm.cascading_randomization(mnist_model, lambda m: (lambda im, lab: fixed), x[:6], y[:6],
+                                       checkpoints=["fc1", "conv1"])
+    assert blind["layers"] == ["fc1", "conv1"]
+    np.testing.assert_allclose(blind["spearman"], 1.0)
+    np.testing.assert_allclose(blind["ssim"], 1.0)

@@ -1,0 +1,322 @@
+"""Benchmarks of saliency maps: insertion/deletion, weak localisation, pointing game, sanity checks.
+
+* **Deletion / insertion** (Petsiuk et al., "RISE", BMVC 2018): pixels are taken in decreasing order of
+  saliency; deletion replaces them by mid-grey (0.5) step by step, insertion reveals them on a blurred
+  copy (Gaussian σ = 5 px, as in the RISE code). The score is the area under the curve of the class
+  probability (softmax of the logits) against the fraction of pixels changed, by the trapezoid rule.
+  Lower deletion AUC and higher insertion AUC are better.
+* **Weak localisation** (Fong and Vedaldi, ICCV 2017; Elliott et al., CVPR 2021, Sec. 4.2): the map,
+  normalised to [0, 1], is thresholded by one of three strategies — value (s ≥ α, α ∈ (0, 1] step
+  0.05), top-α of the pixels (α ∈ (0, 1] step 0.05) or mean (s ≥ α·mean(s), α ∈ (0, 10.5] step 0.05);
+  the bounding box of the largest connected component (4-connectivity) succeeds when its IoU with a
+  ground-truth box is ≥ 0.5. The error is 1 − success rate; α is grid-searched per strategy on the
+  images evaluated (as in the papers, so it is an optimistic, tuned number).
+* **Pointing game** (Zhang et al., ECCV 2016): a hit when the maximum of the map lies within 15 px of a
+  ground-truth box of the class.
+* **Sanity checks** (Adebayo et al., NeurIPS 2018): cascading randomisation of the weights from the top
+  layer down; Spearman rank correlation (with and without absolute values) and SSIM between the maps of
+  the trained and of the randomised model.
+
+Maps are (B, H, W) arrays; boxes are per image (K, 4) arrays ``[xmin, ymin, xmax, ymax]`` in pixels of
+the map (continuous coordinates: pixel (r, c) covers [c, c + 1] × [r, r + 1]).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["deletion_insertion", "auc", "normalise_maps", "threshold_grids", "largest_component_box",
+           "box_iou", "weak_localisation", "pointing_game", "cascading_randomization", "MID_GREY"]
+
+MID_GREY = 0.5
+
+
+def _check_maps(maps, name="saliency"):
+    m = np.asarray(maps, np.float64)
+    if m.ndim != 3:
+        raise ValueError(f"{name} must have shape (B, H, W), got {m.shape}")
+    if not np.all(np.isfinite(m)):
+        raise ValueError(f"{name} contains NaN or Inf")
+    return m
+
+
+def auc(curve):
+    """Area under ``curve`` (..., T + 1) sampled at fractions 0, 1/T, …, 1 (trapezoid rule)."""
+    c = np.asarray(curve, np.float64)
+    return (c[..., 1:] + c[..., :-1]).sum(-1) / (2.0 * (c.shape[-1] - 1))
+
+
+def _blur_images(x, sigma):
+    import tensorflow as tf
+
+    from .explain import blur_saliency
+
+    b, h, w, c = x.shape
+    chans = tf.reshape(tf.transpose(tf.convert_to_tensor(x, tf.float32), [0, 3, 1, 2]), [b * c, h, w])
+    return tf.transpose(tf.reshape(blur_saliency(chans, sigma), [b, c, h, w]), [0, 2, 3, 1])
+
+
+def deletion_insertion(model, images, labels, saliency, n_steps=100, substrate=MID_GREY, blur_sigma=5.0,
+                       batch_size=128):
+    """Deletion and insertion curves and AUCs (Petsiuk et al., 2018).
+
+    Args:
+        model: Keras classifier taking (B, H, W, C) pixels in [0, 1].
+        images: (B, H, W, C) float in [0, 1]; labels: (B,) the explained classes.
+        saliency: (B, H, W) maps (any scale; only the order of pixels matters; ties keep raster order).
+        n_steps: the curves have ``n_steps + 1`` points, at fractions 0, 1/n, …, 1 of the pixels
+            (RISE's code uses 224 pixels per step, i.e. ≈ 230 steps at 227 × 227).
+        substrate: deletion's fill value (mid-grey 0.5).
+        blur_sigma: insertion's starting image is the input blurred by this Gaussian (pixels).
+        batch_size: model batch.
+
+    Returns:
+        dict of ``deletion`` and ``insertion`` (B,) AUCs and ``deletion_curve`` / ``insertion_curve``
+        (B, n_steps + 1) class probabilities.
+
+    Raises:
+        ValueError: shapes that do not match, NaN/Inf, labels out of range, n_steps < 1.
+    """
+    import tensorflow as tf
+
+    from .model_adapter import as_logits_model
+    from .validation import check_images, check_labels
+
+    lm = as_logits_model(model)
+    x = check_images(images, "images", (0.0, 1.0))
+    y = check_labels(labels, len(x), lm.num_classes, "labels")
+    s = _check_maps(saliency)
+    if s.shape != x.shape[:3]:
+        raise ValueError(f"saliency must have shape {x.shape[:3]}, got {s.shape}")
+    if int(n_steps) < 1:
+        raise ValueError(f"n_steps must be ≥ 1, got {n_steps}")
+    b, h, w, _ = x.shape
+    hw = h * w
+    order = np.argsort(-s.reshape(b, hw), axis=1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(hw)[None].repeat(b, 0), axis=1)
+    rank = tf.constant(rank.reshape(b, h, w, 1), tf.int32)
+    counts = np.round(np.linspace(0, hw, int(n_steps) + 1)).astype(np.int32)
+    xt = tf.constant(x)
+    blurred = _blur_images(x, blur_sigma)
+    grey = tf.fill(tf.shape(xt), tf.constant(substrate, tf.float32))
+
+    @tf.function(reduce_retracing=True)
+    def probs(batch, cls):
+        return tf.gather(tf.nn.softmax(lm(batch, training=False)), cls, batch_dims=1)
+
+    curves = {"deletion": np.zeros((b, len(counts))), "insertion": np.zeros((b, len(counts)))}
+    per = max(1, int(batch_size) // max(b, 1))  # steps per model call
+    for j0 in range(0, len(counts), per):
+        ks = counts[j0:j0 + per]
+        for name in curves:
+            imgs = []
+            for k in ks:
+                changed = rank < int(k)
+                imgs.append(tf.where(changed, grey, xt) if name == "deletion" else tf.where(changed, xt, blurred))
+            batch = tf.concat(imgs, 0)
+            cls = tf.constant(np.tile(y, len(ks)), tf.int32)
+            p = np.concatenate([probs(batch[i:i + batch_size], cls[i:i + batch_size]).numpy()
+                                for i in range(0, int(batch.shape[0]), batch_size)])
+            curves[name][:, j0:j0 + len(ks)] = p.reshape(len(ks), b).T
+    return {"deletion": auc(curves["deletion"]), "insertion": auc(curves["insertion"]),
+            "deletion_curve": curves["deletion"], "insertion_curve": curves["insertion"]}
+
+
+def normalise_maps(maps):
+    """Min–max normalise each (H, W) map of (B, H, W) to [0, 1] (a constant map becomes 0)."""
+    m = _check_maps(maps)
+    lo = m.min((1, 2), keepdims=True)
+    span = m.max((1, 2), keepdims=True) - lo
+    return np.where(span > 0, (m - lo) / np.where(span > 0, span, 1.0), 0.0)
+
+
+def threshold_grids():
+    """The three strategies' α grids of Sec. 4.2: {"value": (0,1] step .05, "percentile": (0,1] step .05
+    (fraction of pixels kept), "mean": (0,10.5] step .05}."""
+    return {"value": np.round(np.arange(1, 21) * 0.05, 4),
+            "percentile": np.round(np.arange(1, 21) * 0.05, 4),
+            "mean": np.round(np.arange(1, 211) * 0.05, 4)}
+
+
+def largest_component_box(mask):
+    """Bounding box [xmin, ymin, xmax, ymax] (continuous pixel edges) of the largest 4-connected
+    component of a (H, W) boolean mask, or ``None`` if the mask is empty (ties: lowest label)."""
+    from scipy import ndimage
+
+    lab, n = ndimage.label(mask)
+    if n == 0:
+        return None
+    sizes = np.bincount(lab.ravel())[1:]
+    k = int(np.argmax(sizes)) + 1
+    sl = ndimage.find_objects(lab, max_label=k)[k - 1]
+    return np.array([sl[1].start, sl[0].start, sl[1].stop, sl[0].stop], np.float64)
+
+
+def box_iou(a, boxes):
+    """IoU of box ``a`` (4,) with each of ``boxes`` (K, 4), boxes as [xmin, ymin, xmax, ymax]."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    ix = np.clip(np.minimum(a[2], boxes[:, 2]) - np.maximum(a[0], boxes[:, 0]), 0, None)
+    iy = np.clip(np.minimum(a[3], boxes[:, 3]) - np.maximum(a[1], boxes[:, 1]), 0, None)
+    inter = ix * iy
+    area = lambda b: np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)  # noqa: E731
+    union = area(np.asarray(a, np.float64)) + area(boxes) - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def _masks(s, strategy, alphas):
+    """(A, H, W) masks of one normalised map for the α grid of ``strategy``."""
+    if strategy == "value":
+        return s[None] >= alphas[:, None, None]
+    if strategy == "mean":
+        return s[None] >= (alphas * s.mean())[:, None, None]
+    if strategy == "percentile":
+        flat = np.sort(s.ravel())[::-1]
+        k = np.clip(np.ceil(alphas * flat.size).astype(int), 1, flat.size)
+        return s[None] >= flat[k - 1][:, None, None]
+    raise ValueError(f"unknown strategy {strategy!r}; choose 'value', 'percentile' or 'mean'")
+
+
+def weak_localisation_success(saliency, boxes, strategies=("value", "percentile", "mean"), iou_threshold=0.5):
+    """Per-image success of every α of every strategy: {strategy: (B, A) bool}, maps normalised first."""
+    m = normalise_maps(saliency)
+    if len(boxes) != len(m):
+        raise ValueError(f"need one box array per map: {len(m)} maps, {len(boxes)} box arrays")
+    grids = threshold_grids()
+    out = {}
+    for strat in strategies:
+        alphas = grids[strat] if strat in grids else None
+        if alphas is None:
+            raise ValueError(f"unknown strategy {strat!r}; choose from {tuple(grids)}")
+        ok = np.zeros((len(m), len(alphas)), bool)
+        for i, (s, bx) in enumerate(zip(m, boxes)):
+            bx = np.asarray(bx, np.float64).reshape(-1, 4)
+            if len(bx) == 0:
+                continue
+            for j, mask in enumerate(_masks(s, strat, alphas)):
+                box = largest_component_box(mask)
+                ok[i, j] = box is not None and bool(np.any(box_iou(box, bx) >= iou_threshold))
+        out[strat] = ok
+    return out
+
+
+def weak_localisation(saliency=None, boxes=None, strategies=("value", "percentile", "mean"), iou_threshold=0.5,
+                      success=None):
+    """Weak-localisation error per strategy with α grid-searched (Sec. 4.2 of Elliott et al.).
+
+    Args:
+        saliency: (B, H, W) maps (normalised to [0, 1] per image here); boxes: list of (K_i, 4).
+        success: precomputed :func:`weak_localisation_success` (e.g. accumulated over batches); then
+            ``saliency`` and ``boxes`` are not needed.
+
+    Returns:
+        {strategy: {"alphas", "error" (per α), "best_alpha", "best_error"}, "best": {"strategy",
+        "alpha", "error"}}.
+    """
+    if success is None:
+        success = weak_localisation_success(saliency, boxes, strategies, iou_threshold)
+    grids = threshold_grids()
+    out = {}
+    for strat, ok in success.items():
+        err = 1.0 - ok.mean(0)
+        j = int(np.argmin(err))
+        out[strat] = {"alphas": grids[strat], "error": err, "best_alpha": float(grids[strat][j]),
+                      "best_error": float(err[j])}
+    best = min(success, key=lambda k: out[k]["best_error"])
+    out["best"] = {"strategy": best, "alpha": out[best]["best_alpha"], "error": out[best]["best_error"]}
+    return out
+
+
+def pointing_game(saliency, boxes, tolerance=15.0):
+    """(B,) hits: the map's maximum (first in raster order on ties) lies within ``tolerance`` pixels
+    (Euclidean distance to the box, pixel centres) of one of the image's boxes (Zhang et al., 2016)."""
+    m = _check_maps(saliency)
+    if len(boxes) != len(m):
+        raise ValueError(f"need one box array per map: {len(m)} maps, {len(boxes)} box arrays")
+    hits = np.zeros(len(m), bool)
+    for i, (s, bx) in enumerate(zip(m, boxes)):
+        r, c = np.unravel_index(int(np.argmax(s)), s.shape)
+        px, py = c + 0.5, r + 0.5
+        bx = np.asarray(bx, np.float64).reshape(-1, 4)
+        dx = np.maximum.reduce([bx[:, 0] - px, np.zeros(len(bx)), px - bx[:, 2]])
+        dy = np.maximum.reduce([bx[:, 1] - py, np.zeros(len(bx)), py - bx[:, 3]])
+        hits[i] = bool(np.any(np.hypot(dx, dy) <= tolerance))
+    return hits
+
+
+def _kernel_layers(model):
+    return [layer for layer in model.layers
+            if any(v.name.split("/")[-1] in ("kernel", "depthwise_kernel") for v in layer.weights)]
+
+
+def _reinitialise(layer, rng_seed):
+    import keras
+
+    for v in layer.weights:
+        pname = v.name.split("/")[-1]
+        init = getattr(layer, f"{pname}_initializer", None)
+        if init is None:
+            continue
+        init = keras.initializers.get(init)
+        cfg = init.get_config()
+        if "seed" in cfg:
+            cfg["seed"] = int(rng_seed)
+            init = init.__class__.from_config(cfg)
+        v.assign(init(tuple(v.shape), dtype=v.dtype))
+
+
+def cascading_randomization(model, make_explainer, images, labels, checkpoints=None, seed=0, progress=False):
+    """Cascading randomisation of Adebayo et al. (2018): re-initialise the layers with weights from the
+    top down, one at a time (keeping those above randomised), and compare the maps with the original.
+
+    Args:
+        model: Keras classifier (its weights are restored on return, also after an exception).
+        make_explainer: ``make_explainer(model) -> f(images, labels) -> (B, H, W)``; called again after
+            every randomisation (tf-keras-vis clones models, so a visualiser must be rebuilt).
+        images: (B, H, W, C) in [0, 1]; labels: (B,) classes explained (kept fixed).
+        checkpoints: names of the layers after whose randomisation maps are recorded (default: every
+            layer with a kernel). Layers are randomised with their own initializers (kernel, depthwise
+            kernel, bias); batch-norm statistics are kept.
+        seed: initializer seed base.
+
+    Returns:
+        dict ``layers`` (recorded, top-down), ``spearman`` and ``spearman_abs`` (L, B), ``ssim`` (L, B)
+        between the normalised maps, ``original`` (B, H, W) and ``maps`` (L, B, H, W).
+    """
+    from scipy.stats import spearmanr
+    from skimage.metrics import structural_similarity
+    from tqdm.auto import tqdm
+
+    layers = _kernel_layers(model)[::-1]
+    names = [layer.name for layer in layers]
+    wanted = names if checkpoints is None else list(checkpoints)
+    unknown = [n for n in wanted if n not in names]
+    if unknown:
+        raise ValueError(f"checkpoints {unknown} are not layers with weights; top-down: {names[:6]}…")
+    saved = [[np.array(v.numpy()) for v in layer.weights] for layer in layers]
+    original = np.asarray(make_explainer(model)(images, labels), np.float64)
+    rows = {"spearman": [], "spearman_abs": [], "ssim": []}
+    maps, recorded = [], []
+    o_norm = normalise_maps(original)
+    try:
+        for k, layer in enumerate(tqdm(layers, desc="randomising", disable=not progress)):
+            _reinitialise(layer, seed + k)
+            if layer.name not in wanted:
+                continue
+            m = np.asarray(make_explainer(model)(images, labels), np.float64)
+            mn = normalise_maps(m)
+            rows["spearman"].append([spearmanr(a.ravel(), b.ravel())[0] for a, b in zip(original, m)])
+            rows["spearman_abs"].append([spearmanr(np.abs(a).ravel(), np.abs(b).ravel())[0]
+                                         for a, b in zip(original, m)])
+            rows["ssim"].append([structural_similarity(a, b, data_range=1.0) for a, b in zip(o_norm, mn)])
+            maps.append(m)
+            recorded.append(layer.name)
+            if len(recorded) == len(wanted):
+                break
+    finally:
+        for layer, ws in zip(layers, saved):
+            for v, w in zip(layer.weights, ws):
+                v.assign(w)
+    # a constant map (e.g. a CAM that vanished) has no rank correlation: NaN, reported as such
+    return {"layers": recorded, **{k: np.asarray(v, np.float64) for k, v in rows.items()},
+            "original": original, "maps": np.asarray(maps)}
