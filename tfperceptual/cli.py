@@ -61,6 +61,65 @@ def _load_data(spec, n):
     return (x[:n] if x.dtype == np.uint8 else x[:n].astype(np.float32)), y[:n]
 
 
+#: perceptual-ball defaults per zoo model: ReLU indices (activation_layers) and λ′
+PB_DEFAULTS = {"imagenet": {"layers": range(4, 10), "lambda_perceptual": 1e3},
+               "cifar10": {"layers": range(2, 6), "lambda_perceptual": 10.0},
+               "mnist": {"layers": range(0, 2), "lambda_perceptual": 100.0}}
+
+
+def _benchmark(p, args):
+    import keras
+
+    from . import zoo
+    from .benchmark_runner import BENCHMARKS, parse_methods, run_benchmarks
+
+    try:
+        methods = parse_methods(args.methods)
+    except ValueError as e:
+        p.error(str(e))
+    benches = [b.strip() for b in args.benchmarks.split(",") if b.strip()]
+    bad = [b for b in benches if b not in BENCHMARKS]
+    if bad:
+        p.error(f"unknown benchmarks {bad}; choose from {BENCHMARKS}")
+    if args.n < 1:
+        p.error("--n must be ≥ 1")
+    family = args.data
+    if family not in PB_DEFAULTS:
+        p.error("--data must be imagenet, cifar10 or mnist")
+    boxes = None
+    if family == "imagenet":
+        from .datasets import load_imagenet_val
+
+        x, y, boxes, _ = load_imagenet_val(as_uint8=True, limit=args.n)
+    else:
+        if "weak_localisation" in benches or "pointing_game" in benches:
+            p.error(f"{family} has no boxes: use --benchmarks deletion_insertion,sanity")
+        x, y = _load_data(family, args.n)
+    if args.model:
+        model, model_name = keras.models.load_model(args.model, compile=False), args.model
+    else:
+        builders = {"mnist": zoo.mnist_cnn, "cifar10": zoo.cifar10_cnn, "imagenet": zoo.imagenet_mobilenet}
+        model, model_name = builders[family](), f"tfperceptual zoo.{builders[family].__name__}"
+    d = PB_DEFAULTS[family]
+    if args.layers is None:
+        layers = list(d["layers"])
+    elif ":" in args.layers:
+        a, b = args.layers.split(":")
+        layers = list(range(int(a), int(b)))
+    else:
+        layers = [t.strip() for t in args.layers.split(",") if t.strip()]
+    pb_kwargs = {"layers": layers, "lambda_perceptual": args.lambda_perceptual if args.lambda_perceptual is not None
+                 else d["lambda_perceptual"], "lambda_pixel": args.lambda_pixel, "target": args.target,
+                 "steps": args.steps, "batch_size": args.batch_size}
+    checkpoints = args.sanity_checkpoints.split(",") if args.sanity_checkpoints else None
+    run_benchmarks(model, x, y, boxes, methods=methods, benchmarks=benches, pb_kwargs=pb_kwargs,
+                   n_steps=args.n_steps, batch_size=args.batch_size, sanity_n=args.sanity_n,
+                   sanity_checkpoints=checkpoints, scorecam_max_n=args.scorecam_max_n, out_dir=args.out,
+                   data_name=family, model_name=model_name, progress=not args.no_progress)
+    print(open(os.path.join(args.out, "report.md"), encoding="utf-8").read())
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="tfperceptual", description="Perceptually constrained adversarial perturbations.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -100,7 +159,34 @@ def main(argv=None):
     lo.add_argument("--batch-size", type=int, default=32)
     lo.add_argument("--out", default="runs/localize")
     lo.add_argument("--no-progress", action="store_true")
+    be = sub.add_parser("benchmark", help="saliency benchmarks: perceptual ball vs tf-keras-vis baselines",
+                        description="Elliott et al. (CVPR 2021) Sec. 4: weak localisation, pointing game, "
+                                    "deletion/insertion AUC and cascading-randomisation sanity checks for the "
+                                    "perceptual-ball explainer and tf-keras-vis baselines.")
+    be.add_argument("--data", default="imagenet", help="imagenet (with boxes) | cifar10 | mnist")
+    be.add_argument("--model", default=None, help="a .keras model (default: the zoo model of --data)")
+    be.add_argument("--methods", default="perceptual_ball@0,perceptual_ball@5,perceptual_ball_guided@5,noper@5,"
+                                         "gradcam,gradcam++,saliency,smoothgrad",
+                    help="NAME[@σ],…: perceptual_ball, perceptual_ball_guided, noper, saliency, smoothgrad, "
+                         "gradcam, gradcam++, scorecam")
+    be.add_argument("--benchmarks", default="deletion_insertion,weak_localisation,pointing_game,sanity")
+    be.add_argument("--n", type=int, default=100)
+    be.add_argument("--layers", default=None, help="perceptual-ball layers: 'a:b' (ReLU indices a..b-1) or names")
+    be.add_argument("--lambda-perceptual", type=float, default=None)
+    be.add_argument("--lambda-pixel", type=float, default=1.0)
+    be.add_argument("--target", type=float, default=-2.0)
+    be.add_argument("--steps", type=int, default=100, help="L-BFGS iterations")
+    be.add_argument("--n-steps", type=int, default=50, help="deletion/insertion curve steps")
+    be.add_argument("--sanity-n", type=int, default=4)
+    be.add_argument("--sanity-checkpoints", default=None, help="layer names recorded in the sanity check")
+    be.add_argument("--scorecam-max-n", type=int, default=None)
+    be.add_argument("--batch-size", type=int, default=16)
+    be.add_argument("--out", default="runs/benchmark")
+    be.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+
+    if args.command == "benchmark":
+        return _benchmark(p, args)
 
     if args.command == "compare":
         attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]

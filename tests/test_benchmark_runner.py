@@ -1,0 +1,85 @@
+"""The benchmark runner end to end on MNIST (small), its cache and resume, and the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tfperceptual import benchmark_runner as br
+from tfperceptual import cli
+
+
+def test_parse_methods():
+    assert br.parse_methods("perceptual_ball@5, gradcam,noper@0") == [("perceptual_ball", 5.0), ("gradcam", 0.0),
+                                                                       ("noper", 0.0)]
+    with pytest.raises(ValueError, match="unknown method"):
+        br.parse_methods("lime")
+    with pytest.raises(ValueError, match="bad σ"):
+        br.parse_methods("gradcam@-1")
+
+
+def _digit_boxes(x):
+    """Bounding boxes of the ink (pixels > 0.3): a stand-in for ground-truth boxes."""
+    out = []
+    for im in x[..., 0]:
+        ys, xs = np.nonzero(im > 0.3)
+        out.append(np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1.]]))
+    return out
+
+
+def test_runner_all_benchmarks_and_resume(tmp_path, mnist_model, mnist_batch, monkeypatch):
+    x, y = mnist_batch
+    x, y = x[:6], y[:6]
+    boxes = _digit_boxes(x)
+    kw = dict(methods=[("perceptual_ball", 0.0), ("perceptual_ball", 1.0), ("perceptual_ball_guided", 1.0),
+                       ("saliency", 0.0)],
+              pb_kwargs={"layers": [0, 1], "lambda_perceptual": 100.0, "steps": 5}, n_steps=8, batch_size=4,
+              sanity_n=2, sanity_checkpoints=["logits", "conv1"], out_dir=tmp_path / "b", data_name="mnist",
+              progress=False)
+    res = br.run_benchmarks(mnist_model, x, y, boxes, **kw)
+    specs = ["perceptual_ball@0", "perceptual_ball@1", "perceptual_ball_guided@1", "saliency@0"]
+    assert list(res["methods"]) == specs
+    for s in specs:
+        r = res["methods"][s]
+        assert 0 <= r["deletion_auc"] <= 1 and 0 <= r["insertion_auc"] <= 1
+        assert len(r["deletion_curve"]) == 9
+        assert 0 <= r["pointing_accuracy"] <= 1
+        wl = r["weak_localisation"]
+        assert set(wl) == {"value", "percentile", "mean", "best"}
+        assert wl["best"]["error"] == min(wl[k]["best_error"] for k in ("value", "percentile", "mean"))
+    # σ variants share one perturbation: same unblurred maps give the same deletion curve at σ = 0 only
+    assert res["methods"]["perceptual_ball@0"]["deletion_auc"] != res["methods"]["perceptual_ball@1"]["deletion_auc"]
+    assert set(res["sanity"]) == {"perceptual_ball@0", "perceptual_ball_guided@1", "saliency@0"}
+    assert res["sanity"]["saliency@0"]["layers"] == ["logits", "conv1"]
+    saved = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert saved["methods"]["saliency@0"]["pointing_accuracy"] == res["methods"]["saliency@0"]["pointing_accuracy"]
+    report = (tmp_path / "b" / "report.md").read_text()
+    assert "Weak localisation" in report and "Pointing game" in report and "Deletion / insertion" in report
+    for f in ("curves.png", "weak_localisation.png", "sanity.png", "examples.png"):
+        assert (tmp_path / "b" / f).stat().st_size > 1000
+    # a second run is served from the cache: nothing is explained again
+    monkeypatch.setattr(br._RawMaps, "compute", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
+    monkeypatch.setattr(br.bm, "cascading_randomization", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-ran")))
+    again = br.run_benchmarks(mnist_model, x, y, boxes, **kw)
+    for s in specs:
+        assert again["methods"][s]["deletion_auc"] == res["methods"][s]["deletion_auc"]
+
+
+def test_runner_needs_boxes_for_localisation(tmp_path, mnist_model, mnist_batch):
+    x, y = mnist_batch
+    with pytest.raises(ValueError, match="boxes"):
+        br.run_benchmarks(mnist_model, x[:2], y[:2], None, benchmarks=("weak_localisation",), out_dir=tmp_path)
+
+
+def test_benchmark_cli_on_mnist(tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert cli.main(["benchmark", "--data", "mnist", "--n", "4", "--methods", "gradcam,perceptual_ball@1",
+                     "--benchmarks", "deletion_insertion", "--steps", "3", "--n-steps", "4", "--batch-size", "4",
+                     "--out", str(out), "--no-progress"]) == 0
+    assert "Deletion / insertion" in capsys.readouterr().out
+    res = json.loads((out / "results.json").read_text())
+    assert res["settings"]["perceptual_ball"]["layers"] == [0, 1]
+    with pytest.raises(SystemExit):
+        cli.main(["benchmark", "--data", "mnist", "--benchmarks", "pointing_game", "--out", str(out)])
+    with pytest.raises(SystemExit):
+        cli.main(["benchmark", "--data", "mnist", "--methods", "lime", "--out", str(out)])
