@@ -1,0 +1,66 @@
+"""Seconds per image of the perceptual-ball explainer: 100 L-BFGS steps on ImageNet (MobileNet v1,
+227 × 227) at batch sizes 1, 8 and 32 on this machine's CPU (issue 6, "Performance").
+
+Each batch size runs on distinct real images after one warm-up call (tracing excluded); the median
+over repeats is reported with the L-BFGS function evaluations per iteration (Hager–Zhang line search).
+
+Usage: python scripts/bench_explain.py [--steps 100] [--batch-sizes 1,8,32] [--repeats 3] [--out docs/bench_explain.json]
+"""
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--batch-sizes", default="1,8,32")
+    ap.add_argument("--repeats", type=int, default=3, help="batches timed at batch size 1 (1 batch above 8)")
+    ap.add_argument("--layers", default="4:10")
+    ap.add_argument("--lambda-perceptual", type=float, default=1e3)
+    ap.add_argument("--out", default="docs/bench_explain.json")
+    args = ap.parse_args(argv)
+
+    import tensorflow as tf
+
+    from tfperceptual.datasets import load_imagenet_val
+    from tfperceptual.explain import PerceptualBall
+    from tfperceptual.io_utils import atomic_write_json
+    from tfperceptual.zoo import imagenet_mobilenet
+
+    sizes = [int(b) for b in args.batch_sizes.split(",")]
+    a, b = (int(v) for v in args.layers.split(":"))
+    need = 1 + sum(bs * (args.repeats if bs < 8 else 1) for bs in sizes)
+    x, y = load_imagenet_val(with_boxes=False, limit=need)
+    model = imagenet_mobilenet()
+    rows = []
+    used = 1
+    for bs in sizes:
+        pb = PerceptualBall(model, layers=range(a, b), lambda_perceptual=args.lambda_perceptual, steps=args.steps,
+                            batch_size=bs)
+        pb(x[:bs], y[:bs])  # warm-up: traces the tf.function for this batch size
+        times, evals = [], []
+        for _ in range(args.repeats if bs < 8 else 1):
+            xb, yb = x[used:used + bs], y[used:used + bs]
+            used += bs
+            t0 = time.perf_counter()
+            e = pb(xb, yb)
+            times.append((time.perf_counter() - t0) / bs)
+            evals.append(e.evaluations)
+        rows.append({"batch_size": bs, "seconds_per_image": statistics.median(times), "runs": len(times),
+                     "evaluations_per_iteration": statistics.median(evals) / args.steps})
+        print(json.dumps(rows[-1]), flush=True)
+    res = {"steps": args.steps, "layers": f"ReLU {a}..{b - 1}", "lambda_perceptual": args.lambda_perceptual,
+           "machine": f"{platform.processor() or platform.machine()}, {tf.config.threading.get_inter_op_parallelism_threads() or 'default'} inter-op threads",
+           "gpu": bool(tf.config.list_physical_devices("GPU")), "rows": rows}
+    atomic_write_json(Path(args.out), res)
+    print(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
