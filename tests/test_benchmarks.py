@@ -113,7 +113,7 @@ def test_deletion_insertion_match_a_plain_loop(rng):
                         for im in x])[..., None]
     for i, cls in enumerate([0, 1]):
         order = sorted(range(hw), key=lambda k: (-s[i].ravel()[k], k))
-        for j, count in enumerate(np.round(np.linspace(0, hw, 9)).astype(int)):
+        for j, count in enumerate(np.linspace(0, hw, 9).astype(int)):
             d, ins = x[i].copy().reshape(-1), blurred[i].copy().reshape(-1)
             idx = order[:count]
             d[idx] = 0.5

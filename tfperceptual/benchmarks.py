@@ -96,7 +96,7 @@ def deletion_insertion(model, images, labels, saliency, n_steps=100, substrate=M
     rank = np.empty_like(order)
     np.put_along_axis(rank, order, np.arange(hw)[None].repeat(b, 0), axis=1)
     rank = tf.constant(rank.reshape(b, h, w, 1), tf.int32)
-    counts = np.round(np.linspace(0, hw, int(n_steps) + 1)).astype(np.int32)
+    counts = np.linspace(0, hw, int(n_steps) + 1).astype(np.int32)  # floor, as Xplique's CausalFidelity
     xt = tf.constant(x)
     blurred = _blur_images(x, blur_sigma)
     grey = tf.fill(tf.shape(xt), tf.constant(substrate, tf.float32))
