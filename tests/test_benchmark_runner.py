@@ -83,3 +83,19 @@ def test_benchmark_cli_on_mnist(tmp_path, capsys):
         cli.main(["benchmark", "--data", "mnist", "--benchmarks", "pointing_game", "--out", str(out)])
     with pytest.raises(SystemExit):
         cli.main(["benchmark", "--data", "mnist", "--methods", "lime", "--out", str(out)])
+
+
+def test_sanity_only_run_explains_only_the_sanity_images(tmp_path, mnist_model, mnist_batch, monkeypatch):
+    x, y = mnist_batch
+    seen = []
+    real = br._RawMaps.compute
+
+    def spy(self, base, xb, yb):
+        seen.append(len(xb))
+        return real(self, base, xb, yb)
+
+    monkeypatch.setattr(br._RawMaps, "compute", spy)
+    res = br.run_benchmarks(mnist_model, x[:12], y[:12], None, methods=[("saliency", 0.0)], benchmarks=("sanity",),
+                            sanity_n=3, sanity_checkpoints=["logits"], out_dir=tmp_path, progress=False)
+    assert res["methods"] == {} and res["sanity"]["saliency@0"]["layers"] == ["logits"]
+    assert seen == [3, 3]  # the trained model's maps, then after randomising the top layer

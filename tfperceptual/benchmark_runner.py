@@ -150,7 +150,8 @@ def run_benchmarks(model, images, labels, boxes=None, methods=(("perceptual_ball
     seconds = {b: 0.0 for b in bases}
     examples = {}
     batch_benchmarks = [b for b in benchmarks if b != "sanity"]
-    for i in tqdm(range(0, len(images), batch_size), desc="benchmark", disable=not progress):
+    starts = range(0, len(images), batch_size) if batch_benchmarks else range(0)  # sanity only: no batch loop
+    for i in tqdm(starts, desc="benchmark", disable=not progress):
         x = _as_float(images[i:i + batch_size])
         y = labels[i:i + batch_size]
         bx = None if boxes is None else boxes[i:i + batch_size]
@@ -192,6 +193,8 @@ def run_benchmarks(model, images, labels, boxes=None, methods=(("perceptual_ball
             examples["_images"] = x[:4]
     results = {}
     for spec, parts in per_image.items():
+        if not parts:
+            continue
         cat = {k: np.concatenate(v) for k, v in parts.items()}
         r = {}
         if "deletion" in cat:
