@@ -65,3 +65,33 @@ def test_short_linf_pgd_reaches_the_edge_of_its_ball(mnist_model, mnist_batch):
     assert np.max(d) <= eps + 1e-6
     assert np.mean(d[inside]) > 0.75 * eps  # measured 0.84 ε (Foolbox's unscaled step: 0.53 ε)
     assert np.mean(d[inside] > 0.99 * eps) > 0.4  # at the edge: 61 % (unscaled: 17 %)
+
+
+def test_foolbox_sees_the_inference_mode_model(rng):
+    """Foolbox calls model(x) with no training flag; a batch-norm model must still run on its moving
+    statistics (a batch-statistics forward pass gives other logits and other gradients)."""
+    import keras
+
+    inp = keras.Input((8, 8, 1))
+    h = keras.layers.BatchNormalization(name="bn")(keras.layers.Conv2D(4, 3, name="c")(inp))
+    out = keras.layers.Dense(3)(keras.layers.Flatten()(keras.layers.ReLU()(h)))
+    model = keras.Model(inp, out)
+    bn = model.get_layer("bn")
+    bn.moving_mean.assign(np.full(4, 0.7, np.float32))
+    bn.moving_variance.assign(np.full(4, 3.0, np.float32))
+    x = rng.random((4, 8, 8, 1)).astype(np.float32)
+    atk = FoolboxAttack(model, "fgsm", 0.1)
+    import eagerpy as ep
+    import tensorflow as tf
+
+    got = atk.fmodel(ep.astensor(tf.constant(x))).raw.numpy()
+    np.testing.assert_allclose(got, model(x, training=False).numpy(), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(model(x, training=True).numpy(), model(x, training=False).numpy(), atol=1e-3)
+
+
+def test_zoo_mobilenet_runs_in_inference_mode_without_a_training_flag():
+    from tfperceptual.zoo import imagenet_mobilenet
+
+    m = imagenet_mobilenet()
+    x = np.random.default_rng(0).random((2, 227, 227, 3)).astype(np.float32)
+    np.testing.assert_allclose(m(x).numpy(), m(x, training=False).numpy(), rtol=1e-4, atol=1e-4)

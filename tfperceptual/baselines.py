@@ -66,7 +66,10 @@ class FoolboxAttack:
             kwargs["rel_stepsize"] = default_rel * max(1.0, default_steps / self.steps)
         self.rel_stepsize = kwargs.get("rel_stepsize")
         self.attack = cls(steps=self.steps, **kwargs) if iterative else cls(**kwargs)
-        self.fmodel = fb.TensorFlowModel(self.model, bounds=(0.0, 1.0))
+        # Foolbox calls the model without a training flag; a Keras model with batch normalisation can
+        # then run on batch statistics (the zoo MobileNet did): always attack the inference-mode model
+        logits_model = self.model
+        self.fmodel = fb.TensorFlowModel(lambda t: logits_model(t, training=False), bounds=(0.0, 1.0))
         self.eps = eps
         self.batch_size = int(batch_size)
 

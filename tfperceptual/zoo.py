@@ -79,6 +79,11 @@ def imagenet_mobilenet(weights_dir=None, input_size=227):
     # for GradCAM++ or perceptual losses, are reachable by name from the returned model)
     net = keras.applications.MobileNet(alpha=0.75, weights=None, input_tensor=h, classifier_activation=None)
     assign_tfjs_weights(net, weights, {("DepthwiseConv2D", "kernel"): "depthwise_kernel"})
+    # a pretrained inference model: frozen batch norm, so that model(x) without training=False (as
+    # Foolbox and Xplique call it) uses the moving statistics, not the batch's
+    for layer in net.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
     return keras.Model(inp, net.output, name="imagenet_mobilenet_v1_075")
 
 
