@@ -56,8 +56,9 @@ def _spec(name, sigma):
 class _RawMaps:
     """Raw (unblurred) maps of the base methods for one batch, computed once."""
 
-    def __init__(self, model, pb_kwargs, scorecam_max_n):
+    def __init__(self, model, pb_kwargs, scorecam_max_n, need_grad=True):
         self.model, self.pb_kwargs, self.scorecam_max_n = model, pb_kwargs, scorecam_max_n
+        self.need_grad = need_grad  # the guided variant's input-gradient map
         self._fns = {}
 
     def _fn(self, base):
@@ -81,7 +82,7 @@ class _RawMaps:
             pb = self._fn(base)
             e = pb(x, y, sigma=0.0)
             out = {"map": e.saliency, "margin": e.margin, "initial_margin": e.initial_margin}
-            if base == "perceptual_ball":
+            if base == "perceptual_ball" and self.need_grad:
                 import tensorflow as tf
 
                 g = pb._grad(tf.constant(x), tf.constant(y, tf.int32)).numpy()
@@ -145,7 +146,8 @@ def run_benchmarks(model, images, labels, boxes=None, methods=(("perceptual_ball
                                    "n_steps": n_steps, "scorecam_max_n": scorecam_max_n})
     specs = [_spec(n, s) for n, s in methods]
     bases = sorted({"perceptual_ball" if n == "perceptual_ball_guided" else n for n, _ in methods})
-    raw_maps = _RawMaps(model, pb_kwargs, scorecam_max_n)
+    raw_maps = _RawMaps(model, pb_kwargs, scorecam_max_n,
+                        need_grad=any(n == "perceptual_ball_guided" for n, _ in methods))
     per_image = {s: {} for s in specs}
     seconds = {b: 0.0 for b in bases}
     examples = {}
@@ -239,7 +241,7 @@ def _run_sanity(model, images, labels, methods, pb_kwargs, checkpoints, scorecam
             continue
 
         def make(m, name=name, sigma=sigma):
-            rm = _RawMaps(m, pb_kwargs, scorecam_max_n)
+            rm = _RawMaps(m, pb_kwargs, scorecam_max_n, need_grad=name == "perceptual_ball_guided")
             base = "perceptual_ball" if name == "perceptual_ball_guided" else name
             return lambda im, lab: _final_map({base: rm.compute(base, im, lab)}, name, sigma)
 

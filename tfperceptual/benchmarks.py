@@ -56,6 +56,28 @@ def _blur_images(x, sigma):
     return tf.transpose(tf.reshape(blur_saliency(chans, sigma), [b, c, h, w]), [0, 2, 3, 1])
 
 
+_PROB_FNS = {}
+
+
+def _class_probability_fn(model):
+    """(logits model, traced ``(images, classes) -> softmax probability``) for ``model``, built once and
+    reused across calls (the benchmark runner calls :func:`deletion_insertion` per batch and method)."""
+    import tensorflow as tf
+
+    from .model_adapter import as_logits_model
+
+    key = id(model)
+    if key not in _PROB_FNS or _PROB_FNS[key][0] is not model:
+        lm = as_logits_model(model)
+
+        @tf.function(reduce_retracing=True)
+        def probs(batch, cls):
+            return tf.gather(tf.nn.softmax(lm(batch, training=False)), cls, batch_dims=1)
+        _PROB_FNS.clear()  # keep only the latest model
+        _PROB_FNS[key] = (model, lm, probs)
+    return _PROB_FNS[key][1], _PROB_FNS[key][2]
+
+
 def deletion_insertion(model, images, labels, saliency, n_steps=100, substrate=MID_GREY, blur_sigma=5.0,
                        batch_size=128):
     """Deletion and insertion curves and AUCs (Petsiuk et al., 2018).
@@ -79,10 +101,9 @@ def deletion_insertion(model, images, labels, saliency, n_steps=100, substrate=M
     """
     import tensorflow as tf
 
-    from .model_adapter import as_logits_model
     from .validation import check_images, check_labels
 
-    lm = as_logits_model(model)
+    lm, probs = _class_probability_fn(model)
     x = check_images(images, "images", (0.0, 1.0))
     y = check_labels(labels, len(x), lm.num_classes, "labels")
     s = _check_maps(saliency)
@@ -101,9 +122,6 @@ def deletion_insertion(model, images, labels, saliency, n_steps=100, substrate=M
     blurred = _blur_images(x, blur_sigma)
     grey = tf.fill(tf.shape(xt), tf.constant(substrate, tf.float32))
 
-    @tf.function(reduce_retracing=True)
-    def probs(batch, cls):
-        return tf.gather(tf.nn.softmax(lm(batch, training=False)), cls, batch_dims=1)
 
     curves = {"deletion": np.zeros((b, len(counts))), "insertion": np.zeros((b, len(counts)))}
     per = max(1, int(batch_size) // max(b, 1))  # steps per model call

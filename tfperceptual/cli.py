@@ -61,6 +61,23 @@ def _load_data(spec, n):
     return (x[:n] if x.dtype == np.uint8 else x[:n].astype(np.float32)), y[:n]
 
 
+def _names(p, text, allowed, what):
+    """'a,b' → ['a', 'b'], every name checked against ``allowed`` (argparse error otherwise)."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [t for t in names if t not in allowed]
+    if bad:
+        p.error(f"unknown {what} {bad}; choose from {tuple(allowed)}")
+    return names
+
+
+def _zoo_model(family):
+    """(model, name) of the zoo model for ``family`` (mnist, cifar10, imagenet)."""
+    from . import zoo
+
+    builders = {"mnist": zoo.mnist_cnn, "cifar10": zoo.cifar10_cnn, "imagenet": zoo.imagenet_mobilenet}
+    return builders[family](), f"tfperceptual zoo.{builders[family].__name__}"
+
+
 #: perceptual-ball defaults per zoo model: ReLU indices (activation_layers) and λ′
 PB_DEFAULTS = {"imagenet": {"layers": range(4, 10), "lambda_perceptual": 1e3},
                "cifar10": {"layers": range(2, 6), "lambda_perceptual": 10.0},
@@ -70,17 +87,13 @@ PB_DEFAULTS = {"imagenet": {"layers": range(4, 10), "lambda_perceptual": 1e3},
 def _benchmark(p, args):
     import keras
 
-    from . import zoo
     from .benchmark_runner import BENCHMARKS, parse_methods, run_benchmarks
 
     try:
         methods = parse_methods(args.methods)
     except ValueError as e:
         p.error(str(e))
-    benches = [b.strip() for b in args.benchmarks.split(",") if b.strip()]
-    bad = [b for b in benches if b not in BENCHMARKS]
-    if bad:
-        p.error(f"unknown benchmarks {bad}; choose from {BENCHMARKS}")
+    benches = _names(p, args.benchmarks, BENCHMARKS, "benchmarks")
     if args.n < 1:
         p.error("--n must be ≥ 1")
     family = args.data
@@ -98,8 +111,7 @@ def _benchmark(p, args):
     if args.model:
         model, model_name = keras.models.load_model(args.model, compile=False), args.model
     else:
-        builders = {"mnist": zoo.mnist_cnn, "cifar10": zoo.cifar10_cnn, "imagenet": zoo.imagenet_mobilenet}
-        model, model_name = builders[family](), f"tfperceptual zoo.{builders[family].__name__}"
+        model, model_name = _zoo_model(family)
     d = PB_DEFAULTS[family]
     if args.layers is None:
         layers = list(d["layers"])
@@ -189,10 +201,7 @@ def main(argv=None):
         return _benchmark(p, args)
 
     if args.command == "compare":
-        attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
-        bad = [a for a in attacks if a not in ATTACK_NAMES]
-        if bad:
-            p.error(f"unknown attacks {bad}; choose from {ATTACK_NAMES}")
+        attacks = _names(p, args.attacks, ATTACK_NAMES, "attacks")
         if args.n < 1:
             p.error("--n must be ≥ 1")
         try:
@@ -201,7 +210,6 @@ def main(argv=None):
             p.error(str(e))
         import keras
 
-        from . import zoo
         from .compare import PAPER_TABLES, compare
         from .registry import EPS_GRIDS_BY_DATA
 
@@ -213,8 +221,7 @@ def main(argv=None):
         elif family == "custom":
             p.error("--model is required with a custom --data file")
         else:
-            builders = {"mnist": zoo.mnist_cnn, "cifar10": zoo.cifar10_cnn, "imagenet": zoo.imagenet_mobilenet}
-            model, model_name = builders[family](), f"tfperceptual zoo.{builders[family].__name__}"
+            model, model_name = _zoo_model(family)
         x, y = _load_data(args.data, args.n)
         defaults = PAPER_TABLES.get(family, PAPER_TABLES["mnist"])
         grids = {**EPS_GRIDS_BY_DATA.get(family, EPS_GRIDS_BY_DATA["mnist"]), **grids}
@@ -229,13 +236,9 @@ def main(argv=None):
     if args.command == "localize":
         import keras
 
-        from . import zoo
         from .localize import run_localize
 
-        attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
-        bad = [a for a in attacks if a not in ATTACK_NAMES]
-        if bad:
-            p.error(f"unknown attacks {bad}; choose from {ATTACK_NAMES}")
+        attacks = _names(p, args.attacks, ATTACK_NAMES, "attacks")
         try:
             fixed = {k: v[0] for k, v in _parse_eps(args.eps).items()}
         except argparse.ArgumentTypeError as e:
@@ -246,8 +249,7 @@ def main(argv=None):
         elif family not in ("mnist", "cifar10", "imagenet"):
             p.error("--model is required with a custom --data file")
         else:
-            builders = {"mnist": zoo.mnist_cnn, "cifar10": zoo.cifar10_cnn, "imagenet": zoo.imagenet_mobilenet}
-            model, model_name = builders[family](), f"tfperceptual zoo.{builders[family].__name__}"
+            model, model_name = _zoo_model(family)
         x, y = _load_data(args.data, args.n)
         run_localize(model, x, y, attacks=attacks, eps=fixed, target_fooling=args.target_fooling, refine=args.refine,
                      n_calibration=args.n_calibration, steps=args.steps, batch_size=args.batch_size,
