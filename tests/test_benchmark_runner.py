@@ -65,6 +65,29 @@ def test_runner_all_benchmarks_and_resume(tmp_path, mnist_model, mnist_batch, mo
         assert again["methods"][s]["deletion_auc"] == res["methods"][s]["deletion_auc"]
 
 
+def test_runner_extends_a_run_from_its_batch_cache(tmp_path, mnist_model, mnist_batch, monkeypatch):
+    """Batches are cached by content: a run over more images recomputes only the new batches, and a
+    shorter run after a longer one is served entirely from the cache."""
+    x, y = mnist_batch
+    kw = dict(methods=[("perceptual_ball", 0.0), ("saliency", 0.0)], benchmarks=("deletion_insertion",),
+              pb_kwargs={"layers": [0], "lambda_perceptual": 10.0, "steps": 3}, n_steps=4, batch_size=2,
+              out_dir=tmp_path / "b", progress=False)
+    first = br.run_benchmarks(mnist_model, x[:4], y[:4], **kw)
+    calls = []
+    real = br._RawMaps.compute
+    monkeypatch.setattr(br._RawMaps, "compute", lambda self, base, xb, yb: calls.append(len(xb)) or real(self, base, xb, yb))
+    longer = br.run_benchmarks(mnist_model, x[:6], y[:6], **kw)
+    assert calls == [2, 2]  # one new batch, two base methods
+    calls.clear()
+    again = br.run_benchmarks(mnist_model, x[:4], y[:4], **kw)
+    assert calls == []
+    assert again["methods"]["saliency@0"]["deletion_auc"] == first["methods"]["saliency@0"]["deletion_auc"]
+    assert longer["settings"]["n"] == 6
+    # other labels for the same pixels are another batch
+    br.run_benchmarks(mnist_model, x[:2], (y[:2] + 1) % 10, **kw)
+    assert calls == [2, 2]
+
+
 def test_runner_needs_boxes_for_localisation(tmp_path, mnist_model, mnist_batch):
     x, y = mnist_batch
     with pytest.raises(ValueError, match="boxes"):

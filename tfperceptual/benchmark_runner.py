@@ -92,6 +92,16 @@ class _RawMaps:
         return {"map": self._fn(base)(x, y)}
 
 
+def _batch_key(fp, x, y):
+    """Cache key of one batch: the run's fingerprint, the batch's float32 pixels and its labels."""
+    import hashlib
+
+    h = hashlib.sha256(fp.encode())
+    h.update(np.ascontiguousarray(x, np.float32).tobytes())
+    h.update(np.ascontiguousarray(y, np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
 def _final_map(raw, name, sigma):
     """Normalise to [0, 1], blur by σ (and for the guided variant multiply by the gradient size)."""
     from .explain import blur_saliency
@@ -141,9 +151,12 @@ def run_benchmarks(model, images, labels, boxes=None, methods=(("perceptual_ball
     labels = np.asarray(labels)
     t0 = time.perf_counter()
     lm = as_logits_model(model)
-    fp = _fingerprint(lm, images, {"pb": {k: (list(v) if isinstance(v, (range, tuple)) else v)
-                                          for k, v in pb_kwargs.items()},
-                                   "n_steps": n_steps, "scorecam_max_n": scorecam_max_n})
+    # cache keys: model weights + settings, then each batch's own pixels and labels, so that a run over
+    # more images (larger n, same batch size) reuses every batch already done, and a long run can be
+    # stopped and summarised over its first batches by rerunning with a smaller n
+    fp = _fingerprint(lm, np.zeros(0, np.uint8), {"pb": {k: (list(v) if isinstance(v, (range, tuple)) else v)
+                                                          for k, v in pb_kwargs.items()},
+                                                   "n_steps": n_steps, "scorecam_max_n": scorecam_max_n})
     specs = [_spec(n, s) for n, s in methods]
     bases = sorted({"perceptual_ball" if n == "perceptual_ball_guided" else n for n, _ in methods})
     raw_maps = _RawMaps(model, pb_kwargs, scorecam_max_n,
@@ -157,9 +170,10 @@ def run_benchmarks(model, images, labels, boxes=None, methods=(("perceptual_ball
         x = _as_float(images[i:i + batch_size])
         y = labels[i:i + batch_size]
         bx = None if boxes is None else boxes[i:i + batch_size]
+        key = _batch_key(fp, x, y)
         raw = {}
         for base in bases:
-            path = out / "cache" / f"{base}_{fp}_{i}.npz"
+            path = out / "cache" / f"{base}_{key}.npz"
             if path.exists():
                 with np.load(path) as z:
                     raw[base] = {k: z[k] for k in z.files if k != "seconds"}
@@ -171,7 +185,7 @@ def run_benchmarks(model, images, labels, boxes=None, methods=(("perceptual_ball
             seconds[base] += dt
             atomic_savez(path, seconds=dt, **{k: np.asarray(v) for k, v in raw[base].items()})
         for (name, sigma), spec in zip(methods, specs):
-            path = out / "cache" / f"metrics_{spec}_{fp}_{i}.npz"
+            path = out / "cache" / f"metrics_{spec}_{key}.npz"
             if path.exists():
                 with np.load(path) as z:
                     res = {k: z[k] for k in z.files}
@@ -211,7 +225,8 @@ def run_benchmarks(model, images, labels, boxes=None, methods=(("perceptual_ball
     sanity = None
     if "sanity" in benchmarks:
         sanity = _run_sanity(model, images[:sanity_n], labels[:sanity_n], methods, pb_kwargs, sanity_checkpoints,
-                             scorecam_max_n, out, fp, progress)
+                             scorecam_max_n, out, _batch_key(fp, _as_float(images[:sanity_n]), labels[:sanity_n]),
+                             progress)
     n = len(images)
     settings = {"data": data_name, "model": model_name, "n": int(n), "methods": specs, "benchmarks": list(benchmarks),
                 "perceptual_ball": {k: (list(v) if isinstance(v, (range, tuple)) else v) for k, v in pb_kwargs.items()},
