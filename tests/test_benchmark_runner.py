@@ -98,10 +98,11 @@ def test_benchmark_cli_on_mnist(tmp_path, capsys):
     out = tmp_path / "cli"
     assert cli.main(["benchmark", "--data", "mnist", "--n", "4", "--methods", "gradcam,perceptual_ball@1",
                      "--benchmarks", "deletion_insertion", "--steps", "3", "--n-steps", "4", "--batch-size", "4",
-                     "--out", str(out), "--no-progress"]) == 0
+                     "--pb-batch-size", "2", "--out", str(out), "--no-progress"]) == 0
     assert "Deletion / insertion" in capsys.readouterr().out
     res = json.loads((out / "results.json").read_text())
     assert res["settings"]["perceptual_ball"]["layers"] == [0, 1]
+    assert res["settings"]["perceptual_ball"]["batch_size"] == 2  # L-BFGS problems of 2 inside batches of 4
     with pytest.raises(SystemExit):
         cli.main(["benchmark", "--data", "mnist", "--benchmarks", "pointing_game", "--out", str(out)])
     with pytest.raises(SystemExit):
