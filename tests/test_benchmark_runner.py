@@ -55,6 +55,8 @@ def test_runner_all_benchmarks_and_resume(tmp_path, mnist_model, mnist_batch, mo
     assert saved["methods"]["saliency@0"]["pointing_accuracy"] == res["methods"]["saliency@0"]["pointing_accuracy"]
     report = (tmp_path / "b" / "report.md").read_text()
     assert "Weak localisation" in report and "Pointing game" in report and "Deletion / insertion" in report
+    assert "Paired differences from perceptual_ball@0" in report  # no σ = 5 variant: the first ball method
+    assert len(res["methods"]["saliency@0"]["per_image"]["deletion"]) == 6
     for f in ("curves.png", "weak_localisation.png", "sanity.png", "examples.png"):
         assert (tmp_path / "b" / f).stat().st_size > 1000
     # a second run is served from the cache: nothing is explained again
@@ -86,6 +88,22 @@ def test_runner_extends_a_run_from_its_batch_cache(tmp_path, mnist_model, mnist_
     # other labels for the same pixels are another batch
     br.run_benchmarks(mnist_model, x[:2], (y[:2] + 1) % 10, **kw)
     assert calls == [2, 2]
+
+
+def test_paired_differences_known_values():
+    ref = {"per_image": {"weak_localisation_success": [1, 1, 1, 1], "pointing": [1, 0, 1, 0],
+                         "deletion": [0.1, 0.2, 0.3, 0.4], "insertion": [0.5, 0.5, 0.5, 0.5]}}
+    worse = {"per_image": {"weak_localisation_success": [0, 0, 0, 0], "pointing": [1, 0, 1, 0],
+                           "deletion": [0.2, 0.3, 0.4, 0.5], "insertion": [0.4, 0.6, 0.4, 0.6]}}
+    p = br.paired_differences({"gradcam@0": worse, "perceptual_ball@5": ref})
+    assert p["reference"] == "perceptual_ball@5" and p["n"] == 4
+    d = p["methods"]["gradcam@0"]
+    assert d["weak_localisation_error"] == [1.0, 1.0, 1.0]  # every image lost: error +1, no spread
+    assert d["pointing_accuracy"] == [0.0, 0.0, 0.0]
+    assert np.allclose(d["deletion_auc"], 0.1)  # a constant paired difference has a zero-width interval
+    lo, hi = d["insertion_auc"][1:]
+    assert d["insertion_auc"][0] == pytest.approx(0.0) and lo < 0 < hi
+    assert br.paired_differences({"perceptual_ball@5": ref}) is None
 
 
 def test_runner_needs_boxes_for_localisation(tmp_path, mnist_model, mnist_batch):

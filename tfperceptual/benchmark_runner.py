@@ -21,7 +21,8 @@ import numpy as np
 from . import benchmarks as bm
 from .io_utils import atomic_savefig, atomic_savez, atomic_write_json, atomic_write_text
 
-__all__ = ["run_benchmarks", "parse_methods", "PB_METHODS", "BENCHMARKS", "PAPER_TABLE_1", "PAPER_TABLE_2"]
+__all__ = ["run_benchmarks", "parse_methods", "paired_differences", "PB_METHODS", "BENCHMARKS", "PAPER_TABLE_1",
+           "PAPER_TABLE_2"]
 
 PB_METHODS = ("perceptual_ball", "perceptual_ball_guided", "noper")
 BENCHMARKS = ("deletion_insertion", "weak_localisation", "pointing_game", "sanity")
@@ -216,12 +217,21 @@ def run_benchmarks(model, images, labels, boxes=None, methods=(("perceptual_ball
         if "deletion" in cat:
             r.update(deletion_auc=float(cat["deletion"].mean()), insertion_auc=float(cat["insertion"].mean()),
                      deletion_curve=cat["deletion_curve"].mean(0), insertion_curve=cat["insertion_curve"].mean(0))
+        per = {}
         wl = {k[3:]: v for k, v in cat.items() if k.startswith("wl_")}
         if wl:
             r["weak_localisation"] = bm.weak_localisation(success=wl)
+            best = r["weak_localisation"]["best"]
+            j = int(np.argmin(np.abs(bm.threshold_grids()[best["strategy"]] - best["alpha"])))
+            per["weak_localisation_success"] = wl[best["strategy"]][:, j].astype(int).tolist()
         if "pointing" in cat:
             r["pointing_accuracy"] = float(cat["pointing"].mean())
+            per["pointing"] = cat["pointing"].astype(int).tolist()
+        if "deletion" in cat:
+            per.update(deletion=np.round(cat["deletion"], 6).tolist(), insertion=np.round(cat["insertion"], 6).tolist())
+        r["per_image"] = per
         results[spec] = r
+    paired = paired_differences(results)
     sanity = None
     if "sanity" in benchmarks:
         sanity = _run_sanity(model, images[:sanity_n], labels[:sanity_n], methods, pb_kwargs, sanity_checkpoints,
@@ -233,11 +243,54 @@ def run_benchmarks(model, images, labels, boxes=None, methods=(("perceptual_ball
                 "n_steps": n_steps, "sanity_n": sanity_n, "scorecam_max_n": scorecam_max_n,
                 "seconds": round(time.perf_counter() - t0, 1),
                 "seconds_per_image": {b: seconds[b] / max(n, 1) for b in bases}}
-    summary = {"settings": settings, "methods": results, "sanity": sanity}
+    summary = {"settings": settings, "methods": results, "paired": paired, "sanity": sanity}
     atomic_write_json(out / "results.json", summary)
-    atomic_write_text(out / "report.md", _report(settings, results, sanity, paper=data_name == "imagenet"))
+    atomic_write_text(out / "report.md", _report(settings, results, sanity, paper=data_name == "imagenet",
+                                                 paired=paired))
     _plot(results, sanity, examples, out)
     return summary
+
+
+def paired_differences(results, reference=None, n_boot=2000, seed=0):
+    """Per-image paired differences of every method from ``reference`` with 95 % bootstrap intervals.
+
+    For weak localisation each method's per-image success at its own best (strategy, α) is used, so the
+    comparison inherits the grid search's optimism. Differences are *other − reference* of: error
+    (1 − success), pointing accuracy, deletion AUC and insertion AUC; an interval that excludes 0 is a
+    difference larger than the resampling noise of these images.
+
+    Args:
+        results: the runner's per-method results (with ``per_image``).
+        reference: a method spec (default: ``perceptual_ball@5`` if present, else the first perceptual-ball
+            method, else the first method).
+
+    Returns:
+        {"reference": spec, "n": images, "methods": {spec: {metric: [mean, low, high]}}} or ``None``
+        with fewer than two methods.
+    """
+    specs = [s for s in results if results[s].get("per_image")]
+    if len(specs) < 2:
+        return None
+    if reference is None:
+        pbs = [s for s in specs if s.startswith("perceptual_ball")]
+        reference = "perceptual_ball@5" if "perceptual_ball@5" in specs else (pbs[0] if pbs else specs[0])
+    ref = results[reference]["per_image"]
+    n = len(next(iter(ref.values())))
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    out = {}
+    for s in specs:
+        if s == reference:
+            continue
+        other, d = results[s]["per_image"], {}
+        for key, name, sign in (("weak_localisation_success", "weak_localisation_error", -1.0),
+                                ("pointing", "pointing_accuracy", 1.0), ("deletion", "deletion_auc", 1.0),
+                                ("insertion", "insertion_auc", 1.0)):
+            if key in other and key in ref:
+                diff = sign * (np.asarray(other[key], float) - np.asarray(ref[key], float))
+                boot = diff[idx].mean(1)
+                d[name] = [float(diff.mean()), float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))]
+        out[s] = d
+    return {"reference": reference, "n": int(n), "methods": out}
 
 
 def _run_sanity(model, images, labels, methods, pb_kwargs, checkpoints, scorecam_max_n, out, fp, progress):
@@ -270,7 +323,7 @@ def _f(v, d=3):
     return "—" if v is None or not np.isfinite(v) else f"{v:.{d}f}"
 
 
-def _report(settings, results, sanity, paper=False):
+def _report(settings, results, sanity, paper=False, paired=None):
     lines = ["# tfperceptual benchmark", "", "## Settings", ""]
     lines += [f"- {k}: {v}" for k, v in settings.items()]
     specs = list(results)
@@ -299,6 +352,14 @@ def _report(settings, results, sanity, paper=False):
                       else (None, None))
             lines.append(f"| {s} | {_f(results[s]['deletion_auc'])} | {_f(results[s]['insertion_auc'])} | "
                          f"{_f(pd, 2)} | {_f(pi, 2)} |")
+    if paired:
+        lines += ["", f"## Paired differences from {paired['reference']} (other − reference, mean and 95 % bootstrap "
+                      f"interval over the {paired['n']} images)", "",
+                  "| method | weak-loc. error | pointing | deletion AUC | insertion AUC |", "|---|---|---|---|---|"]
+        for s, d in paired["methods"].items():
+            cell = lambda k: (f"{d[k][0]:+.3f} [{d[k][1]:+.3f}, {d[k][2]:+.3f}]" if k in d else "—")  # noqa: E731
+            lines.append(f"| {s} | {cell('weak_localisation_error')} | {cell('pointing_accuracy')} | "
+                         f"{cell('deletion_auc')} | {cell('insertion_auc')} |")
     if sanity:
         lines += ["", "## Sanity check (cascading randomisation, mean over images after the last layer randomised)",
                   "", "| method | Spearman | Spearman (abs) | SSIM |", "|---|---|---|---|"]
