@@ -31,3 +31,25 @@ def test_unknown_method_and_bad_labels(rng):
     f = saliency_fn(model, "saliency")
     with pytest.raises(ValueError):
         f(rng.random((2, 32, 32, 1)).astype(np.float32), [0, 2])
+
+
+def test_faster_scorecam_map_does_not_depend_on_the_batch(rng):
+    """Faster-ScoreCAM (max_N) selects each image's own top channels: an image explained alone and in a
+    batch gets the same map (tf-keras-vis alone would take the union of the batch's channels)."""
+    import keras
+
+    inp = keras.Input((32, 32, 1))
+    h = keras.layers.Conv2D(2, 3, padding="same", activation="relu", name="feat")(inp)
+    out = keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(h))
+    model = keras.Model(inp, out)
+    # channel 0 answers bright patches, channel 1 dark ones
+    model.get_layer("feat").set_weights([np.stack([np.ones((3, 3, 1)), -np.ones((3, 3, 1))], -1).astype(np.float32),
+                                         np.array([-4.0, 5.0], np.float32)])
+    x = np.full((2, 32, 32, 1), 0.1, np.float32)
+    x[0, 4:10, 6:12] = 1.0                   # bright patch on a dark image: channel 0 varies most
+    x[1] = 0.9
+    x[1, 20:26, 10:16] = 0.0                 # dark patch on a bright image: channel 1 varies most
+    fn = saliency_fn(model, "scorecam", max_N=1, layer="feat")
+    batch = fn(x, [0, 1])
+    alone = np.concatenate([fn(x[i:i + 1], [i]) for i in range(2)])
+    assert np.allclose(batch, alone, atol=1e-6)

@@ -81,6 +81,13 @@ def saliency_fn(model, method, layer=None, smooth_samples=20, smooth_noise=0.20,
     def explain(images, labels):
         x = check_images(images, "images")
         y = check_labels(labels, len(x), n_classes, "labels")
+        if method == "scorecam" and max_N is not None and max_N > 0 and len(x) > 1:
+            # tf-keras-vis's Faster-ScoreCAM keeps the union of the batch's top-max_N channels, so an
+            # image's map would depend on its batch companions (and a batch of 32 ImageNet images costs
+            # hundreds of channels each); one image per call keeps the per-image selection
+            m = np.concatenate([np.asarray(call(CategoricalScore([int(t)]), x[i:i + 1]), np.float32).reshape(
+                1, x.shape[1], x.shape[2]) for i, t in enumerate(y)])
+            return np.clip(m, 0.0, 1.0)
         m = call(CategoricalScore(list(y)), x)
         return np.clip(np.asarray(m, np.float32).reshape(len(x), x.shape[1], x.shape[2]), 0.0, 1.0)
 
