@@ -87,8 +87,8 @@ def saliency_fn(model, method, layer=None, smooth_samples=20, smooth_noise=0.20,
             # hundreds of channels each); one image per call keeps the per-image selection
             m = np.concatenate([np.asarray(call(CategoricalScore([int(t)]), x[i:i + 1]), np.float32).reshape(
                 1, x.shape[1], x.shape[2]) for i, t in enumerate(y)])
-            return np.clip(m, 0.0, 1.0)
-        m = call(CategoricalScore(list(y)), x)
+        else:
+            m = call(CategoricalScore(list(y)), x)
         return np.clip(np.asarray(m, np.float32).reshape(len(x), x.shape[1], x.shape[2]), 0.0, 1.0)
 
     explain.num_classes = n_classes
