@@ -88,6 +88,13 @@ def test_runner_extends_a_run_from_its_batch_cache(tmp_path, mnist_model, mnist_
     # other labels for the same pixels are another batch
     br.run_benchmarks(mnist_model, x[:2], (y[:2] + 1) % 10, **kw)
     assert calls == [2, 2]
+    # keys hold only what a method depends on: new perceptual-ball settings recompute the ball alone
+    bases = []
+    monkeypatch.setattr(br._RawMaps, "compute", lambda self, base, xb, yb: bases.append(base) or real(self, base, xb, yb))
+    changed = br.run_benchmarks(mnist_model, x[:4], y[:4], **{**kw, "pb_kwargs": {**kw["pb_kwargs"], "steps": 2}})
+    assert bases == ["perceptual_ball", "perceptual_ball"]
+    assert changed["methods"]["saliency@0"]["deletion_auc"] == first["methods"]["saliency@0"]["deletion_auc"]
+    assert changed["settings"]["seconds_per_image"]["metrics"] > 0  # metric time recorded in the cache
 
 
 def test_paired_differences_known_values():

@@ -57,9 +57,8 @@ def _spec(name, sigma):
 class _RawMaps:
     """Raw (unblurred) maps of the base methods for one batch, computed once."""
 
-    def __init__(self, model, pb_kwargs, scorecam_max_n, need_grad=True):
+    def __init__(self, model, pb_kwargs, scorecam_max_n):
         self.model, self.pb_kwargs, self.scorecam_max_n = model, pb_kwargs, scorecam_max_n
-        self.need_grad = need_grad  # the guided variant's input-gradient map
         self._fns = {}
 
     def _fn(self, base):
@@ -83,7 +82,7 @@ class _RawMaps:
             pb = self._fn(base)
             e = pb(x, y, sigma=0.0)
             out = {"map": e.saliency, "margin": e.margin, "initial_margin": e.initial_margin}
-            if base == "perceptual_ball" and self.need_grad:
+            if base == "perceptual_ball":  # the guided variant's input-gradient map (one backward pass)
                 import tensorflow as tf
 
                 g = pb._grad(tf.constant(x), tf.constant(y, tf.int32)).numpy()
@@ -93,14 +92,46 @@ class _RawMaps:
         return {"map": self._fn(base)(x, y)}
 
 
-def _batch_key(fp, x, y):
-    """Cache key of one batch: the run's fingerprint, the batch's float32 pixels and its labels."""
+def _model_digest(model):
+    """Hash of a model's weights (a cache-key component)."""
     import hashlib
 
-    h = hashlib.sha256(fp.encode())
-    h.update(np.ascontiguousarray(x, np.float32).tobytes())
+    h = hashlib.sha256()
+    for w in model.get_weights():
+        h.update(np.ascontiguousarray(w).tobytes())
+    return h.hexdigest()
+
+
+def _batch_digest(x, y):
+    """Hash of one batch: its float32 pixels and its labels."""
+    import hashlib
+
+    h = hashlib.sha256(np.ascontiguousarray(x, np.float32).tobytes())
     h.update(np.ascontiguousarray(y, np.int64).tobytes())
+    return h.hexdigest()
+
+
+def _key(model_digest, settings, batch_digest):
+    """Cache key: model weights, the settings the cached result depends on (and nothing else), the batch."""
+    import hashlib
+
+    h = hashlib.sha256(model_digest.encode())
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    h.update(batch_digest.encode())
     return h.hexdigest()[:16]
+
+
+def _base_settings(base, pb_kwargs, scorecam_max_n):
+    """What a base method's raw maps depend on: a change of the perceptual ball's settings does not
+    invalidate the cached tf-keras-vis maps, and the reverse."""
+    if base in ("perceptual_ball", "noper"):
+        kw = {k: (list(v) if isinstance(v, (range, tuple)) else v) for k, v in pb_kwargs.items()}
+        if base == "noper":
+            kw.update(lambda_perceptual=0.0, layers=[])
+        return {"method": base, "pb": kw}
+    if base == "scorecam":
+        return {"method": base, "max_N": scorecam_max_n}
+    return {"method": base}
 
 
 def _final_map(raw, name, sigma):
@@ -138,7 +169,7 @@ def run_benchmarks(model, images, labels, boxes=None, methods=(("perceptual_ball
     """
     from tqdm.auto import tqdm
 
-    from .compare import _as_float, _fingerprint
+    from .compare import _as_float
     from .model_adapter import as_logits_model
 
     out = Path(out_dir)
@@ -152,29 +183,38 @@ def run_benchmarks(model, images, labels, boxes=None, methods=(("perceptual_ball
     labels = np.asarray(labels)
     t0 = time.perf_counter()
     lm = as_logits_model(model)
-    # cache keys: model weights + settings, then each batch's own pixels and labels, so that a run over
-    # more images (larger n, same batch size) reuses every batch already done, and a long run can be
-    # stopped and summarised over its first batches by rerunning with a smaller n
-    fp = _fingerprint(lm, np.zeros(0, np.uint8), {"pb": {k: (list(v) if isinstance(v, (range, tuple)) else v)
-                                                          for k, v in pb_kwargs.items()},
-                                                   "n_steps": n_steps, "scorecam_max_n": scorecam_max_n})
+    # cache keys: model weights, the settings a result depends on, then each batch's own pixels and
+    # labels, so that a run over more images (larger n, same batch size) reuses every batch already done,
+    # a long run can be stopped and summarised over its first batches by rerunning with a smaller n, and
+    # changing one method's settings recomputes only that method
+    mdig = _model_digest(lm)
+    batch_benchmarks = [b for b in benchmarks if b != "sanity"]
+    base_settings = {b: _base_settings(b, pb_kwargs, scorecam_max_n) for b in
+                     {"perceptual_ball" if n == "perceptual_ball_guided" else n for n, _ in methods}}
+
+    def metric_settings(name, sigma):
+        base = "perceptual_ball" if name == "perceptual_ball_guided" else name
+        st = {"raw": base_settings[base], "map": _spec(name, sigma), "benchmarks": sorted(batch_benchmarks)}
+        if "deletion_insertion" in batch_benchmarks:
+            st["n_steps"] = int(n_steps)
+        return st
+
     specs = [_spec(n, s) for n, s in methods]
     bases = sorted({"perceptual_ball" if n == "perceptual_ball_guided" else n for n, _ in methods})
-    raw_maps = _RawMaps(model, pb_kwargs, scorecam_max_n,
-                        need_grad=any(n == "perceptual_ball_guided" for n, _ in methods))
+    raw_maps = _RawMaps(model, pb_kwargs, scorecam_max_n)
     per_image = {s: {} for s in specs}
     seconds = {b: 0.0 for b in bases}
+    metric_seconds = 0.0
     examples = {}
-    batch_benchmarks = [b for b in benchmarks if b != "sanity"]
     starts = range(0, len(images), batch_size) if batch_benchmarks else range(0)  # sanity only: no batch loop
     for i in tqdm(starts, desc="benchmark", disable=not progress):
         x = _as_float(images[i:i + batch_size])
         y = labels[i:i + batch_size]
         bx = None if boxes is None else boxes[i:i + batch_size]
-        key = _batch_key(fp, x, y)
+        bdig = _batch_digest(x, y)
         raw = {}
         for base in bases:
-            path = out / "cache" / f"{base}_{key}.npz"
+            path = out / "cache" / f"{base}_{_key(mdig, base_settings[base], bdig)}.npz"
             if path.exists():
                 with np.load(path) as z:
                     raw[base] = {k: z[k] for k in z.files if k != "seconds"}
@@ -186,11 +226,13 @@ def run_benchmarks(model, images, labels, boxes=None, methods=(("perceptual_ball
             seconds[base] += dt
             atomic_savez(path, seconds=dt, **{k: np.asarray(v) for k, v in raw[base].items()})
         for (name, sigma), spec in zip(methods, specs):
-            path = out / "cache" / f"metrics_{spec}_{key}.npz"
+            path = out / "cache" / f"metrics_{spec}_{_key(mdig, metric_settings(name, sigma), bdig)}.npz"
             if path.exists():
                 with np.load(path) as z:
-                    res = {k: z[k] for k in z.files}
+                    res = {k: z[k] for k in z.files if k != "seconds"}
+                    metric_seconds += float(z["seconds"]) if "seconds" in z.files else 0.0
             else:
+                ts = time.perf_counter()
                 m = _final_map(raw, name, sigma)
                 res = {}
                 if "deletion_insertion" in batch_benchmarks:
@@ -201,7 +243,9 @@ def run_benchmarks(model, images, labels, boxes=None, methods=(("perceptual_ball
                         res[f"wl_{strat}"] = ok
                 if "pointing_game" in batch_benchmarks:
                     res["pointing"] = bm.pointing_game(m, bx)
-                atomic_savez(path, **res)
+                dt = time.perf_counter() - ts
+                metric_seconds += dt
+                atomic_savez(path, seconds=dt, **res)
             for k, v in res.items():
                 per_image[spec].setdefault(k, []).append(v)
             if i == 0:
@@ -235,14 +279,15 @@ def run_benchmarks(model, images, labels, boxes=None, methods=(("perceptual_ball
     sanity = None
     if "sanity" in benchmarks:
         sanity = _run_sanity(model, images[:sanity_n], labels[:sanity_n], methods, pb_kwargs, sanity_checkpoints,
-                             scorecam_max_n, out, _batch_key(fp, _as_float(images[:sanity_n]), labels[:sanity_n]),
+                             scorecam_max_n, out, mdig, _batch_digest(_as_float(images[:sanity_n]), labels[:sanity_n]),
                              progress)
     n = len(images)
     settings = {"data": data_name, "model": model_name, "n": int(n), "methods": specs, "benchmarks": list(benchmarks),
                 "perceptual_ball": {k: (list(v) if isinstance(v, (range, tuple)) else v) for k, v in pb_kwargs.items()},
                 "n_steps": n_steps, "sanity_n": sanity_n, "scorecam_max_n": scorecam_max_n,
                 "seconds": round(time.perf_counter() - t0, 1),
-                "seconds_per_image": {b: seconds[b] / max(n, 1) for b in bases}}
+                "seconds_per_image": {**{b: seconds[b] / max(n, 1) for b in bases},
+                                      "metrics": metric_seconds / max(n, 1)}}
     summary = {"settings": settings, "methods": results, "paired": paired, "sanity": sanity}
     atomic_write_json(out / "results.json", summary)
     atomic_write_text(out / "report.md", _report(settings, results, sanity, paper=data_name == "imagenet",
@@ -293,7 +338,7 @@ def paired_differences(results, reference=None, n_boot=2000, seed=0):
     return {"reference": reference, "n": int(n), "methods": out}
 
 
-def _run_sanity(model, images, labels, methods, pb_kwargs, checkpoints, scorecam_max_n, out, fp, progress):
+def _run_sanity(model, images, labels, methods, pb_kwargs, checkpoints, scorecam_max_n, out, mdig, bdig, progress):
     from .compare import _as_float
 
     x = _as_float(images)
@@ -303,14 +348,15 @@ def _run_sanity(model, images, labels, methods, pb_kwargs, checkpoints, scorecam
         once.setdefault(name, sigma)
     for name, sigma in once.items():
         spec = _spec(name, sigma)
-        path = out / "cache" / f"sanity_{spec}_{fp}.json"
+        base = "perceptual_ball" if name == "perceptual_ball_guided" else name
+        st = {"raw": _base_settings(base, pb_kwargs, scorecam_max_n), "map": spec, "checkpoints": checkpoints}
+        path = out / "cache" / f"sanity_{spec}_{_key(mdig, st, bdig)}.json"
         if path.exists():
             res[spec] = json.loads(path.read_text())
             continue
 
-        def make(m, name=name, sigma=sigma):
-            rm = _RawMaps(m, pb_kwargs, scorecam_max_n, need_grad=name == "perceptual_ball_guided")
-            base = "perceptual_ball" if name == "perceptual_ball_guided" else name
+        def make(m, name=name, sigma=sigma, base=base):
+            rm = _RawMaps(m, pb_kwargs, scorecam_max_n)
             return lambda im, lab: _final_map({base: rm.compute(base, im, lab)}, name, sigma)
 
         r = bm.cascading_randomization(model, make, x, labels, checkpoints=checkpoints, progress=progress)
@@ -366,6 +412,14 @@ def _report(settings, results, sanity, paper=False, paired=None):
         for s, r in sanity.items():
             last = lambda k: float(np.nanmean(r[k][-1])) if r[k] else float("nan")  # noqa: E731
             lines.append(f"| {s} | {_f(last('spearman'))} | {_f(last('spearman_abs'))} | {_f(last('ssim'))} |")
+    spi = settings.get("seconds_per_image") or {}
+    if spi:
+        total = sum(spi.values())
+        lines += ["", "## Cost (compute seconds per image, as recorded when each batch was computed)", "",
+                  "| stage | s / image |", "|---|---|"]
+        lines += [f"| {k} | {v:.2f} |" for k, v in spi.items()]
+        lines += [f"| **whole benchmark** | **{total:.2f}** ({1.0 / total if total else float('nan'):.3f} images/s; "
+                  f"{total * 1300 / 3600:.1f} h per 1,300 images) |"]
     lines += ["", "Figures: `curves.png` (deletion/insertion), `weak_localisation.png` (error vs α), "
               "`sanity.png`, `examples.png`.", ""]
     return "\n".join(lines)
