@@ -64,6 +64,22 @@ def test_the_loss_decreases_and_the_margin_reaches_the_target(mnist_model, mnist
     np.testing.assert_allclose(e.margin, own - logits.max(1), atol=1e-4)
 
 
+def test_evaluation_budget_stops_lbfgs_and_continues_it_exactly(mnist_model, mnist_batch):
+    """``max_evaluations`` runs L-BFGS one iteration per call from the previous state: with a budget that
+    never binds it is the single 30-iteration run (same curvature pairs, same iterates); a binding budget
+    stops it near the budget, after the margin has moved but before the full run's evaluations."""
+    x, y = mnist_batch
+    kw = dict(layers=["conv1"], lambda_perceptual=100.0, steps=30, batch_size=4)
+    full = PerceptualBall(mnist_model, **kw)(x[:4], y[:4])
+    loose = PerceptualBall(mnist_model, max_evaluations=10_000, **kw)(x[:4], y[:4])
+    assert loose.evaluations == full.evaluations
+    np.testing.assert_allclose(loose.perturbed, full.perturbed, atol=1e-5)
+    tight = PerceptualBall(mnist_model, max_evaluations=12, **kw)(x[:4], y[:4])
+    assert 12 <= tight.evaluations < full.evaluations
+    assert tight.evaluations <= 12 + 30  # at most one line search past the budget
+    assert np.all(tight.loss < (tight.initial_margin - kw.get("target", -2.0)) ** 2)
+
+
 def test_loss_reported_is_eq5(mnist_model, mnist_batch):
     x, y = mnist_batch
     pb = PerceptualBall(mnist_model, layers=["conv2"], lambda_perceptual=50.0, lambda_pixel=3.0, steps=10)
@@ -139,6 +155,7 @@ def test_default_labels_are_the_predictions(mnist_model, mnist_batch):
     (dict(steps=0, lambda_perceptual=0.0), "steps"),
     (dict(optimizer="sgd", lambda_perceptual=0.0), "optimizer"),
     (dict(target=float("inf"), lambda_perceptual=0.0), "target"),
+    (dict(max_evaluations=0, lambda_perceptual=0.0), "max_evaluations"),
 ])
 def test_bad_arguments_raise(mnist_model, kwargs, match):
     with pytest.raises(ValueError, match=match):

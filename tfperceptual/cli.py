@@ -122,7 +122,7 @@ def _benchmark(p, args):
         layers = [t.strip() for t in args.layers.split(",") if t.strip()]
     pb_kwargs = {"layers": layers, "lambda_perceptual": args.lambda_perceptual if args.lambda_perceptual is not None
                  else d["lambda_perceptual"], "lambda_pixel": args.lambda_pixel, "target": args.target,
-                 "steps": args.steps, "batch_size": args.pb_batch_size}
+                 "steps": args.steps, "batch_size": args.pb_batch_size, "max_evaluations": args.max_evaluations}
     checkpoints = args.sanity_checkpoints.split(",") if args.sanity_checkpoints else None
     run_benchmarks(model, x, y, boxes, methods=methods, benchmarks=benches, pb_kwargs=pb_kwargs,
                    n_steps=args.n_steps, batch_size=args.batch_size, sanity_n=args.sanity_n,
@@ -188,6 +188,9 @@ def main(argv=None):
     be.add_argument("--lambda-pixel", type=float, default=1.0)
     be.add_argument("--target", type=float, default=-2.0)
     be.add_argument("--steps", type=int, default=100, help="L-BFGS iterations")
+    be.add_argument("--max-evaluations", type=int, default=None,
+                    help="also stop L-BFGS after this many loss-and-gradient evaluations per problem (the "
+                         "authors' torch L-BFGS: 1.25 × steps, i.e. 125; default: no budget)")
     be.add_argument("--n-steps", type=int, default=50, help="deletion/insertion curve steps")
     be.add_argument("--sanity-n", type=int, default=4)
     be.add_argument("--sanity-checkpoints", default=None, help="layer names recorded in the sanity check")

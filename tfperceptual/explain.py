@@ -207,6 +207,11 @@ class PerceptualBall:
         learning_rate: Adam's step (ignored by L-BFGS).
         num_correction_pairs: L-BFGS memory.
         batch_size: images per optimisation batch.
+        max_evaluations: L-BFGS also stops once this many (batched) loss-and-gradient evaluations are
+            spent, checked after every iteration, so the last line search may overshoot it. ``None``:
+            ``steps`` iterations only. The authors' ``torch.optim.LBFGS(max_iter=100)`` has no line search
+            and stops at ``max_eval = 1.25 × max_iter`` = 125 evaluations; TFP's Hager–Zhang line search
+            spends ≈ 3 per iteration, so ``steps=100, max_evaluations=125`` is the authors' budget.
 
     Raises:
         ValueError: negative λ, non-finite target, steps < 1, unknown optimiser, λ′ > 0 without layers,
@@ -215,7 +220,7 @@ class PerceptualBall:
 
     def __init__(self, model, layers=(), lambda_perceptual=1e4, lambda_pixel=1.0, target=-2.0, steps=100,
                  multilabel=False, optimizer="lbfgs", learning_rate=1e-3, num_correction_pairs=10,
-                 batch_size=32):
+                 batch_size=32, max_evaluations=None):
         for name, v in (("lambda_perceptual", lambda_perceptual), ("lambda_pixel", lambda_pixel)):
             if not np.isfinite(v) or v < 0:
                 raise ValueError(f"{name} must be finite and ≥ 0, got {v}")
@@ -223,6 +228,8 @@ class PerceptualBall:
             raise ValueError(f"target must be finite, got {target}")
         if int(steps) < 1:
             raise ValueError(f"steps must be ≥ 1, got {steps}")
+        if max_evaluations is not None and int(max_evaluations) < 1:
+            raise ValueError(f"max_evaluations must be ≥ 1 or None, got {max_evaluations}")
         if optimizer not in ("lbfgs", "adam"):
             raise ValueError(f"optimizer must be 'lbfgs' or 'adam', got {optimizer!r}")
         layers = list(layers)
@@ -240,6 +247,7 @@ class PerceptualBall:
         self.learning_rate = float(learning_rate)
         self.num_correction_pairs = int(num_correction_pairs)
         self.batch_size = int(batch_size)
+        self.max_evaluations = None if max_evaluations is None else int(max_evaluations)
         self._solve = tf.function(self._solve_impl, reduce_retracing=True)
         self._grad = tf.function(self._input_gradient, reduce_retracing=True)
 
@@ -288,10 +296,27 @@ class PerceptualBall:
 
         flat0 = tf.reshape(x, [shape[0], -1])
         if self.optimizer == "lbfgs":
-            res = tfp.optimizer.lbfgs_minimize(value_and_grad, initial_position=flat0,
-                                               max_iterations=self.steps,
-                                               num_correction_pairs=self.num_correction_pairs,
-                                               tolerance=1e-10, x_tolerance=0.0, f_relative_tolerance=0.0)
+            opts = dict(num_correction_pairs=self.num_correction_pairs, tolerance=1e-10, x_tolerance=0.0,
+                        f_relative_tolerance=0.0)
+            if self.max_evaluations is None:
+                res = tfp.optimizer.lbfgs_minimize(value_and_grad, initial_position=flat0,
+                                                   max_iterations=self.steps, **opts)
+            else:
+                # one iteration per call, continued from the previous state (TFP keeps the curvature pairs
+                # and counts iterations and evaluations cumulatively), until either budget is spent
+                res = tfp.optimizer.lbfgs_minimize(value_and_grad, initial_position=flat0, max_iterations=1,
+                                                   **opts)
+
+                def more(r):
+                    done = tf.reduce_all(r.converged | r.failed)
+                    return (r.num_iterations < self.steps) & (r.num_objective_evaluations < self.max_evaluations) \
+                        & tf.logical_not(done)
+
+                def step(r):
+                    return [tfp.optimizer.lbfgs_minimize(value_and_grad, None, previous_optimizer_results=r,
+                                                         max_iterations=r.num_iterations + 1, **opts)]
+
+                res = tf.while_loop(more, step, [res])[0]
             # a row whose line search failed keeps its last accepted position (tfp marks it "failed")
             flat, converged, evals = res.position, res.converged, res.num_objective_evaluations
         else:
