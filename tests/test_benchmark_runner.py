@@ -56,6 +56,7 @@ def test_runner_all_benchmarks_and_resume(tmp_path, mnist_model, mnist_batch, mo
     report = (tmp_path / "b" / "report.md").read_text()
     assert "Weak localisation" in report and "Pointing game" in report and "Deletion / insertion" in report
     assert "Paired differences from perceptual_ball@0" in report  # no σ = 5 variant: the first ball method
+    assert "whole benchmark" in report  # the cost table, from the compute seconds stored in the cache
     assert len(res["methods"]["saliency@0"]["per_image"]["deletion"]) == 6
     for f in ("curves.png", "weak_localisation.png", "sanity.png", "examples.png"):
         assert (tmp_path / "b" / f).stat().st_size > 1000

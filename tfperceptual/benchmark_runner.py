@@ -413,12 +413,12 @@ def _report(settings, results, sanity, paper=False, paired=None):
             last = lambda k: float(np.nanmean(r[k][-1])) if r[k] else float("nan")  # noqa: E731
             lines.append(f"| {s} | {_f(last('spearman'))} | {_f(last('spearman_abs'))} | {_f(last('ssim'))} |")
     spi = settings.get("seconds_per_image") or {}
-    if spi:
-        total = sum(spi.values())
+    total = sum(spi.values())
+    if total > 0:  # a sanity-only run has no batch stages
         lines += ["", "## Cost (compute seconds per image, as recorded when each batch was computed)", "",
                   "| stage | s / image |", "|---|---|"]
         lines += [f"| {k} | {v:.2f} |" for k, v in spi.items()]
-        lines += [f"| **whole benchmark** | **{total:.2f}** ({1.0 / total if total else float('nan'):.3f} images/s; "
+        lines += [f"| **whole benchmark** | **{total:.2f}** ({1.0 / total:.3f} images/s; "
                   f"{total * 1300 / 3600:.1f} h per 1,300 images) |"]
     lines += ["", "Figures: `curves.png` (deletion/insertion), `weak_localisation.png` (error vs α), "
               "`sanity.png`, `examples.png`.", ""]
