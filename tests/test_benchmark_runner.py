@@ -98,6 +98,18 @@ def test_runner_extends_a_run_from_its_batch_cache(tmp_path, mnist_model, mnist_
     assert changed["settings"]["seconds_per_image"]["metrics"] > 0  # metric time recorded in the cache
 
 
+def test_cached_sanity_results_restore_nan(tmp_path):
+    """A constant map has no Spearman correlation (NaN); the cache's JSON holds it as null and the report's
+    nan-mean must see NaN again, not None."""
+    from tfperceptual.io_utils import atomic_write_json
+
+    atomic_write_json(tmp_path / "s.json", {"layers": ["a"], "spearman": [[0.5, float("nan")]],
+                                            "spearman_abs": [[0.5, float("nan")]], "ssim": [[0.2, 0.4]]})
+    r = br._load_sanity(tmp_path / "s.json")
+    assert r["spearman"][0][0] == 0.5 and np.isnan(r["spearman"][0][1])
+    assert float(np.nanmean(r["spearman"][-1])) == 0.5
+
+
 def test_paired_differences_known_values():
     ref = {"per_image": {"weak_localisation_success": [1, 1, 1, 1], "pointing": [1, 0, 1, 0],
                          "deletion": [0.1, 0.2, 0.3, 0.4], "insertion": [0.5, 0.5, 0.5, 0.5]}}

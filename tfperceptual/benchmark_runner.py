@@ -338,6 +338,14 @@ def paired_differences(results, reference=None, n_boot=2000, seed=0):
     return {"reference": reference, "n": int(n), "methods": out}
 
 
+def _load_sanity(path):
+    """A cached sanity result; the JSON writer stores NaN (a constant map's Spearman) as null: back to NaN."""
+    r = json.loads(Path(path).read_text())
+    for k in ("spearman", "spearman_abs", "ssim"):
+        r[k] = [[float("nan") if v is None else v for v in row] for row in r[k]]
+    return r
+
+
 def _run_sanity(model, images, labels, methods, pb_kwargs, checkpoints, scorecam_max_n, out, mdig, bdig, progress):
     from .compare import _as_float
 
@@ -352,7 +360,7 @@ def _run_sanity(model, images, labels, methods, pb_kwargs, checkpoints, scorecam
         st = {"raw": _base_settings(base, pb_kwargs, scorecam_max_n), "map": spec, "checkpoints": checkpoints}
         path = out / "cache" / f"sanity_{spec}_{_key(mdig, st, bdig)}.json"
         if path.exists():
-            res[spec] = json.loads(path.read_text())
+            res[spec] = _load_sanity(path)
             continue
 
         def make(m, name=name, sigma=sigma, base=base):
