@@ -121,11 +121,21 @@ def _key(model_digest, settings, batch_digest):
     return h.hexdigest()[:16]
 
 
+def _base(name):
+    """The method whose raw maps a method uses: the guided ball shares the unguided ball's perturbation."""
+    return "perceptual_ball" if name == "perceptual_ball_guided" else name
+
+
+def _jsonable(pb_kwargs):
+    """The perceptual ball's arguments with ranges/tuples as lists (for JSON settings and cache keys)."""
+    return {k: (list(v) if isinstance(v, (range, tuple)) else v) for k, v in pb_kwargs.items()}
+
+
 def _base_settings(base, pb_kwargs, scorecam_max_n):
     """What a base method's raw maps depend on: a change of the perceptual ball's settings does not
     invalidate the cached tf-keras-vis maps, and the reverse."""
     if base in ("perceptual_ball", "noper"):
-        kw = {k: (list(v) if isinstance(v, (range, tuple)) else v) for k, v in pb_kwargs.items()}
+        kw = _jsonable(pb_kwargs)
         if base == "noper":
             kw.update(lambda_perceptual=0.0, layers=[])
         return {"method": base, "pb": kw}
@@ -138,7 +148,7 @@ def _final_map(raw, name, sigma):
     """Normalise to [0, 1], blur by σ (and for the guided variant multiply by the gradient size)."""
     from .explain import blur_saliency
 
-    base = "perceptual_ball" if name == "perceptual_ball_guided" else name
+    base = _base(name)
     m = bm.normalise_maps(raw[base]["map"])
     m = np.asarray(blur_saliency(m, sigma)) if sigma > 0 else m
     if name == "perceptual_ball_guided":
@@ -189,18 +199,16 @@ def run_benchmarks(model, images, labels, boxes=None, methods=(("perceptual_ball
     # changing one method's settings recomputes only that method
     mdig = _model_digest(lm)
     batch_benchmarks = [b for b in benchmarks if b != "sanity"]
-    base_settings = {b: _base_settings(b, pb_kwargs, scorecam_max_n) for b in
-                     {"perceptual_ball" if n == "perceptual_ball_guided" else n for n, _ in methods}}
+    bases = sorted({_base(n) for n, _ in methods})
+    base_settings = {b: _base_settings(b, pb_kwargs, scorecam_max_n) for b in bases}
 
     def metric_settings(name, sigma):
-        base = "perceptual_ball" if name == "perceptual_ball_guided" else name
-        st = {"raw": base_settings[base], "map": _spec(name, sigma), "benchmarks": sorted(batch_benchmarks)}
+        st = {"raw": base_settings[_base(name)], "map": _spec(name, sigma), "benchmarks": sorted(batch_benchmarks)}
         if "deletion_insertion" in batch_benchmarks:
             st["n_steps"] = int(n_steps)
         return st
 
     specs = [_spec(n, s) for n, s in methods]
-    bases = sorted({"perceptual_ball" if n == "perceptual_ball_guided" else n for n, _ in methods})
     raw_maps = _RawMaps(model, pb_kwargs, scorecam_max_n)
     per_image = {s: {} for s in specs}
     seconds = {b: 0.0 for b in bases}
@@ -283,7 +291,7 @@ def run_benchmarks(model, images, labels, boxes=None, methods=(("perceptual_ball
                              progress)
     n = len(images)
     settings = {"data": data_name, "model": model_name, "n": int(n), "methods": specs, "benchmarks": list(benchmarks),
-                "perceptual_ball": {k: (list(v) if isinstance(v, (range, tuple)) else v) for k, v in pb_kwargs.items()},
+                "perceptual_ball": _jsonable(pb_kwargs),
                 "n_steps": n_steps, "sanity_n": sanity_n, "scorecam_max_n": scorecam_max_n,
                 "seconds": round(time.perf_counter() - t0, 1),
                 "seconds_per_image": {**{b: seconds[b] / max(n, 1) for b in bases},
@@ -356,7 +364,7 @@ def _run_sanity(model, images, labels, methods, pb_kwargs, checkpoints, scorecam
         once.setdefault(name, sigma)
     for name, sigma in once.items():
         spec = _spec(name, sigma)
-        base = "perceptual_ball" if name == "perceptual_ball_guided" else name
+        base = _base(name)
         st = {"raw": _base_settings(base, pb_kwargs, scorecam_max_n), "map": spec, "checkpoints": checkpoints}
         path = out / "cache" / f"sanity_{spec}_{_key(mdig, st, bdig)}.json"
         if path.exists():
