@@ -61,6 +61,44 @@ def test_weak_localisation_strategies_on_a_graded_map():
     assert ok["percentile"][0, j]  # keeping the box's share of pixels gives the box
 
 
+def test_weak_localisation_shared_masks_match_one_labelling_per_alpha():
+    # The implementation labels each distinct mask once (masks {s ≥ t} with equal pixel counts are equal);
+    # the reference labels every α of every strategy with scipy's find_objects box. Maps with plateaus
+    # (quantised values, so many α share a mask), ties between components, and several boxes per image.
+    from scipy import ndimage
+
+    def reference_box(mask):
+        lab, n = ndimage.label(mask)
+        if n == 0:
+            return None
+        k = int(np.argmax(np.bincount(lab.ravel())[1:])) + 1
+        sl = ndimage.find_objects(lab)[k - 1]
+        return np.array([sl[1].start, sl[0].start, sl[1].stop, sl[0].stop], np.float64)
+
+    rng = np.random.default_rng(3)
+    raw = ndimage.gaussian_filter(rng.random((6, 48, 40)), (0, 3, 3))
+    maps = np.concatenate([raw, np.round(raw * 8) / 8])   # smooth and quantised maps
+    maps[-1] = 0.0
+    maps[-1, 5:10, 5:10] = maps[-1, 20:25, 20:25] = 1.0  # two equal components: the first in raster order
+    boxes = []
+    for _ in maps:
+        xy = rng.uniform(0, 30, (2, 2))
+        boxes.append(np.concatenate([xy, xy + rng.uniform(5, 25, (2, 2))], 1))
+    boxes[-1] = np.array([[5, 5, 10, 10.]])
+    got = bm.weak_localisation_success(maps, boxes)
+    norm = bm.normalise_maps(maps)
+    for strat, alphas in bm.threshold_grids().items():
+        want = np.zeros((len(maps), len(alphas)), bool)
+        for i, (s, bx) in enumerate(zip(norm, boxes)):
+            for j, mask in enumerate(bm._masks(s, strat, alphas)):
+                box = reference_box(mask)
+                np.testing.assert_array_equal(bm.largest_component_box(mask) if box is not None else None, box)
+                want[i, j] = box is not None and bool(np.any(bm.box_iou(box, bx) >= 0.5))
+        np.testing.assert_array_equal(got[strat], want)
+        assert want.any() and not want.all()  # the comparison sees both outcomes
+    assert got["value"][-1].all()  # the tie goes to the first component, which is the box
+
+
 def test_pointing_game_tolerance():
     boxes = [np.array([[20, 20, 30, 30.]])] * 3
     maps = np.zeros((3, 60, 60))
