@@ -194,3 +194,54 @@ def test_randomising_all_layers_changes_the_maps_and_weights_come_back(mnist_mod
     assert blind["layers"] == ["fc1", "conv1"]
     np.testing.assert_allclose(blind["spearman"], 1.0)
     np.testing.assert_allclose(blind["ssim"], 1.0)
+
+
+def test_reinitialise_redraws_every_weight_of_conv_depthwise_separable_and_dense_layers():
+    # Keras keeps a DepthwiseConv2D's "kernel" initializer as `depthwise_initializer`: a lookup by the
+    # weight's name alone would leave the depthwise kernels of MobileNet trained through the whole cascade
+    import keras
+
+    inp = keras.Input((12, 12, 3))
+    h = keras.layers.Conv2D(4, 3, name="conv")(inp)
+    h = keras.layers.DepthwiseConv2D(3, name="dw")(h)
+    h = keras.layers.SeparableConv2D(5, 3, name="sep")(h)
+    out = keras.layers.Dense(3, name="logits")(keras.layers.GlobalAveragePooling2D()(h))
+    model = keras.Model(inp, out)
+    for layer in model.layers:
+        for v in layer.weights:  # non-zero start, so that a zero bias initializer also shows a change
+            v.assign(np.full(v.shape, 0.123, np.float32))
+    assert [layer.name for layer in bm._kernel_layers(model)] == ["conv", "dw", "sep", "logits"]
+    for k, layer in enumerate(bm._kernel_layers(model)):
+        bm._reinitialise(layer, k)
+        for v in layer.weights:
+            assert not np.allclose(v.numpy(), 0.123), f"{layer.name}/{v.name} kept its weights"
+    # the cascade sees every layer's weights change, and puts them back
+    for v in model.weights:
+        v.assign(np.full(v.shape, 0.123, np.float32))
+    seen = []
+    fixed = np.zeros((2, 12, 12))
+
+    def make_explainer(m):
+        seen.append({v.path: v.numpy().copy() for v in m.weights})
+        return lambda im, lab: fixed + np.random.default_rng(len(seen)).random(fixed.shape)
+
+    bm.cascading_randomization(model, make_explainer, np.zeros((2, 12, 12, 3), np.float32), np.array([0, 1]))
+    first, last = seen[0], seen[-1]
+    assert all(not np.allclose(first[p], last[p]) for p in first)
+    assert all(np.allclose(v.numpy(), first[v.path]) for v in model.weights)
+
+
+def test_reinitialise_refuses_a_weight_without_initializer():
+    import keras
+
+    class Odd(keras.layers.Layer):
+        def build(self, shape):
+            self.kernel = self.add_weight(name="kernel", shape=(2, 2), initializer="ones")
+
+        def call(self, x):
+            return x
+
+    layer = Odd()
+    layer.build((None, 2))
+    with pytest.raises(ValueError, match="cannot re-initialise weight 'kernel'"):
+        bm._reinitialise(layer, 0)

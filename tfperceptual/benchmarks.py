@@ -277,18 +277,46 @@ def _kernel_layers(model):
             if any(v.name.split("/")[-1] in ("kernel", "depthwise_kernel") for v in layer.weights)]
 
 
+# Keras names a DepthwiseConv2D's weight "kernel" but keeps its initializer as ``depthwise_initializer``;
+# SeparableConv2D's "depthwise_kernel"/"pointwise_kernel" use ``depthwise_``/``pointwise_initializer``.
+_INITIALIZER_ATTRS = {"kernel": ("depthwise_initializer", "kernel_initializer"),
+                      "depthwise_kernel": ("depthwise_initializer",),
+                      "pointwise_kernel": ("pointwise_initializer",)}
+
+
+def _initializer_of(layer, weight_name):
+    """The layer's own initializer of the weight called ``weight_name``, or ``None``."""
+    from keras import layers
+
+    attrs = _INITIALIZER_ATTRS.get(weight_name, (f"{weight_name}_initializer",))
+    if weight_name == "kernel" and not isinstance(layer, layers.DepthwiseConv2D):
+        attrs = ("kernel_initializer",)
+    for attr in attrs:
+        init = getattr(layer, attr, None)
+        if init is not None:
+            return init
+    return None
+
+
 def _reinitialise(layer, rng_seed):
+    """Re-draw every weight of ``layer`` from its own initializer (seeded by ``rng_seed``).
+
+    Raises:
+        ValueError: a weight whose initializer the layer does not expose (never skipped silently: a
+            weight left trained would make the sanity check pass or fail for the wrong reason).
+    """
     import keras
 
-    for v in layer.weights:
+    for j, v in enumerate(layer.weights):
         pname = v.name.split("/")[-1]
-        init = getattr(layer, f"{pname}_initializer", None)
+        init = _initializer_of(layer, pname)
         if init is None:
-            continue
+            raise ValueError(f"cannot re-initialise weight {pname!r} of layer {layer.name!r} "
+                             f"({type(layer).__name__}): no initializer for it")
         init = keras.initializers.get(init)
         cfg = init.get_config()
         if "seed" in cfg:
-            cfg["seed"] = int(rng_seed)
+            cfg["seed"] = int(rng_seed) * 16 + j  # a different draw for each weight of the layer
             init = init.__class__.from_config(cfg)
         v.assign(init(tuple(v.shape), dtype=v.dtype))
 
