@@ -161,3 +161,29 @@ def test_sanity_only_run_explains_only_the_sanity_images(tmp_path, mnist_model, 
                             sanity_n=3, sanity_checkpoints=["logits"], out_dir=tmp_path, progress=False)
     assert res["methods"] == {} and res["sanity"]["saliency@0"]["layers"] == ["logits"]
     assert seen == [3, 3]  # the trained model's maps, then after randomising the top layer
+
+
+def test_new_boxes_redo_localisation_but_not_deletion_insertion(tmp_path, mnist_model, mnist_batch, monkeypatch):
+    """The metrics key leaves the boxes out (a box fix must not redo deletion/insertion); the cached file
+    records the boxes' digest and localisation is redone when the boxes differ or the digest is missing."""
+    x, y = mnist_batch
+    x, y = x[:4], y[:4]
+    boxes = _digit_boxes(x)
+    kw = dict(methods=[("saliency", 0.0)], benchmarks=("deletion_insertion", "weak_localisation", "pointing_game"),
+              n_steps=4, batch_size=4, out_dir=tmp_path / "b", progress=False)
+    first = br.run_benchmarks(mnist_model, x, y, boxes, **kw)["methods"]["saliency@0"]
+    monkeypatch.setattr(br.bm, "deletion_insertion", lambda *a, **k: (_ for _ in ()).throw(AssertionError("redone")))
+    far = [np.array([[100, 100, 102, 102.]])] * 4  # off the 28 × 28 image: IoU 0, farther than 15 px
+    moved = br.run_benchmarks(mnist_model, x, y, far, **kw)["methods"]["saliency@0"]
+    assert moved["deletion_auc"] == first["deletion_auc"]
+    assert first["pointing_accuracy"] > 0 and moved["pointing_accuracy"] == 0
+    assert first["weak_localisation"]["best"]["error"] < 1 and moved["weak_localisation"]["best"]["error"] == 1
+    # a file written before the digest was kept: its localisation is not trusted
+    (path,) = (tmp_path / "b" / "cache").glob("metrics_saliency@0_*.npz")
+    with np.load(path) as z:
+        old = {k: z[k] for k in z.files if k != "boxes_digest"}
+    old["pointing"] = np.zeros(4, bool)  # what stale boxes would have left
+    np.savez(path, **old)
+    back = br.run_benchmarks(mnist_model, x, y, boxes, **kw)["methods"]["saliency@0"]
+    assert back["pointing_accuracy"] == first["pointing_accuracy"]
+    assert back["weak_localisation"]["best"]["error"] == first["weak_localisation"]["best"]["error"]
