@@ -77,8 +77,12 @@ def test_imagenet_shapes_labels_and_known_boxes(imagenet):
     assert 0 <= x.min() and x.max() <= 1 and y.min() >= 0 and y.max() < 1000
     i = names.index("ILSVRC2012_val_00000347.JPEG")
     assert y[i] == 472  # dataset.txt
-    # localization.txt: 20,175,111,292 on a 500 × 375 original
-    np.testing.assert_allclose(boxes[i][0], [20 * 227 / 500, 175 * 227 / 375, 111 * 227 / 500, 292 * 227 / 375])
+    # localization.txt: 20,175,111,292 on a 500 × 375 original, 0-based inclusive pixel indices
+    # edges [20, 112) × [175, 293)
+    np.testing.assert_allclose(boxes[i][0], [20 * 227 / 500, 175 * 227 / 375, 112 * 227 / 500, 293 * 227 / 375])
     assert len(boxes[i]) == 8
     assert all(len(b) >= 1 and np.all(b[:, 2] > b[:, 0]) for b in boxes)
     assert all(b.min() >= 0 and b.max() <= 227 + 1e-9 for b in boxes)
+    # boxes whose last pixel is the image's last column / row end at the frame's edge, 227
+    assert sum(bool(np.isclose(b[:, 2], 227).any()) for b in boxes) > 50
+    assert sum(bool(np.isclose(b[:, 3], 227).any()) for b in boxes) > 50

@@ -241,13 +241,17 @@ def load_imagenet_val(root: str | os.PathLike | None = None, size: int = 227, wi
 
     The images there are already resized to 227 × 227 (aspect ratio not kept).
     Boxes come from ``imagenet-val-metadata/localization.txt`` in original pixel
-    coordinates and are scaled by (227 / width, 227 / height) from ``image_sizes.txt``.
+    coordinates, which are 0-based *inclusive* pixel indices (no record has
+    ``xmax = width`` or ``ymax = height``; 6,086 of 80,477 have ``xmax = width - 1``
+    and 7,388 ``xmin = 0``): the box covers the continuous extent
+    [xmin, xmax + 1) × [ymin, ymax + 1), which is scaled by (227 / width, 227 / height)
+    from ``image_sizes.txt``.
 
     Returns:
         ``(images, labels, boxes, names)``: (N, 227, 227, 3) float32 in [0, 1],
         (N,) int64 class indices (0..999, order of ``synset_words.txt``), a list
         of (K_i, 4) float arrays ``[xmin, ymin, xmax, ymax]`` in the 227 × 227
-        frame, and the file names.  With ``with_boxes=False`` only
+        frame (continuous pixel edges: a box of the whole image is [0, 0, 227, 227]), and the file names.  With ``with_boxes=False`` only
         ``(images, labels)``.  ``as_uint8=True`` returns the images as uint8
         in 0..255 (a quarter of the memory; compare and the attacks' batch
         loops convert them batch by batch).  ``limit=N`` decodes only the
@@ -279,6 +283,6 @@ def load_imagenet_val(root: str | os.PathLike | None = None, size: int = 227, wi
     boxes = []
     for n in names:
         w, h = sizes[n]
-        b = np.asarray(raw[n], np.float64).reshape(-1, 4)
+        b = np.asarray(raw[n], np.float64).reshape(-1, 4) + np.array([0.0, 0.0, 1.0, 1.0])  # inclusive → edges
         boxes.append(b * np.array([size / w, size / h, size / w, size / h]))
     return images, labels, boxes, names
