@@ -187,3 +187,21 @@ def test_new_boxes_redo_localisation_but_not_deletion_insertion(tmp_path, mnist_
     back = br.run_benchmarks(mnist_model, x, y, boxes, **kw)["methods"]["saliency@0"]
     assert back["pointing_accuracy"] == first["pointing_accuracy"]
     assert back["weak_localisation"]["best"]["error"] == first["weak_localisation"]["best"]["error"]
+
+
+def test_rise_insertion_substrate_is_its_own_cached_setting(tmp_path, mnist_model, mnist_batch, monkeypatch):
+    x, y = mnist_batch
+    x, y = x[:4], y[:4]
+    kw = dict(methods=[("saliency", 0.0)], benchmarks=("deletion_insertion",), n_steps=4, batch_size=4,
+              out_dir=tmp_path / "b", progress=False)
+    with pytest.raises(ValueError, match="insertion_blur"):
+        br.run_benchmarks(mnist_model, x, y, insertion_blur="box", **kw)
+    gauss = br.run_benchmarks(mnist_model, x, y, **kw)
+    monkeypatch.setattr(br._RawMaps, "compute", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
+    rise = br.run_benchmarks(mnist_model, x, y, insertion_blur="rise", **kw)
+    g, r = gauss["methods"]["saliency@0"], rise["methods"]["saliency@0"]
+    assert r["deletion_auc"] == pytest.approx(g["deletion_auc"], abs=1e-6)  # deletion does not use the blur
+    assert r["insertion_curve"][-1] == pytest.approx(g["insertion_curve"][-1], abs=1e-6)  # all revealed: the image
+    assert r["insertion_curve"][0] != pytest.approx(g["insertion_curve"][0], abs=1e-4)  # another start
+    assert rise["settings"]["insertion_blur"] == "rise"
+    assert "RISE code's 11 × 11 kernel" in (tmp_path / "b" / "report.md").read_text()

@@ -171,6 +171,32 @@ def test_bad_benchmark_inputs(rng):
         bm.pointing_game(np.full((1, 4, 4), np.nan), [np.zeros((1, 4))])
     with pytest.raises(ValueError, match="one box array per map"):
         bm.weak_localisation(np.zeros((2, 4, 4)), [np.zeros((1, 4))])
+    with pytest.raises(ValueError, match="insertion_blur"):
+        bm.deletion_insertion(model, x, [0, 0], np.zeros((2, 32, 32)), insertion_blur="box")
+
+
+def test_rise_insertion_substrate_is_the_rise_code_kernel(rng):
+    """RISE's evaluation.py: kern = gaussian_filter(11 × 11 delta, 5); conv2d(normalised image, kern,
+    padding=5) — recomputed here with scipy's 2-D filter and convolution, zero padding after subtracting
+    the ImageNet mean (what zero padding of the normalised tensor is in pixel space)."""
+    from scipy import ndimage
+
+    x = rng.random((2, 30, 26, 3)).astype(np.float32)
+    delta = np.zeros((11, 11))
+    delta[5, 5] = 1.0
+    kern = ndimage.gaussian_filter(delta, 5)
+    mean = np.array(bm.IMAGENET_MEAN)
+    want = np.stack([np.stack([ndimage.convolve(im[..., c] - mean[c], kern, mode="constant", cval=0.0) + mean[c]
+                               for c in range(3)], -1) for im in x])
+    got = bm._rise_blur_images(x, 5.0).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert kern.sum() == pytest.approx(1.0) and kern.max() / kern.min() < 2.5  # an 11 × 11, nearly flat window
+    # milder than the full σ = 5 Gaussian: on an image with structure at the scale of a few pixels, the
+    # RISE substrate stays closer to it (away from the padded border)
+    smooth = ndimage.gaussian_filter(rng.random((1, 60, 60, 3)), (0, 4, 4, 0)).astype(np.float32)
+    smooth = (smooth - smooth.min()) / (smooth.max() - smooth.min())
+    err = lambda b: np.abs(b[:, 10:-10, 10:-10] - smooth[:, 10:-10, 10:-10]).mean()  # noqa: E731
+    assert err(bm._rise_blur_images(smooth, 5.0).numpy()) < 0.8 * err(bm._blur_images(smooth, 5.0).numpy())
 
 
 def test_randomising_all_layers_changes_the_maps_and_weights_come_back(mnist_model, mnist_batch):

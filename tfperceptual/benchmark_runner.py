@@ -180,7 +180,8 @@ def _final_map(raw, name, sigma):
 
 
 def run_benchmarks(model, images, labels, boxes=None, methods=(("perceptual_ball", 0.0),), benchmarks=BENCHMARKS,
-                   pb_kwargs=None, n_steps=50, batch_size=16, sanity_n=4, sanity_checkpoints=None,
+                   pb_kwargs=None, n_steps=50, insertion_blur="gaussian", batch_size=16, sanity_n=4,
+                   sanity_checkpoints=None,
                    scorecam_max_n=None, out_dir="runs/benchmark", data_name="custom", model_name="custom",
                    progress=True):
     """Run ``benchmarks`` for ``methods`` on ``images`` and write the report.
@@ -193,6 +194,8 @@ def run_benchmarks(model, images, labels, boxes=None, methods=(("perceptual_ball
         benchmarks: subset of :data:`BENCHMARKS`.
         pb_kwargs: :class:`tfperceptual.explain.PerceptualBall` arguments (layers, λ′, steps, …).
         n_steps: deletion/insertion curve steps.
+        insertion_blur: insertion's substrate, ``"gaussian"`` (σ = 5) or ``"rise"`` (RISE's 11 × 11 kernel),
+            see :func:`tfperceptual.benchmarks.deletion_insertion`.
         sanity_n: images of the cascading-randomisation check (the first ones); sanity_checkpoints:
             layer names recorded (default: every layer with weights).
         scorecam_max_n: Score-CAM channels (``None``: all).
@@ -212,6 +215,8 @@ def run_benchmarks(model, images, labels, boxes=None, methods=(("perceptual_ball
             raise ValueError(f"unknown benchmark {b!r}; choose from {BENCHMARKS}")
     if ("weak_localisation" in benchmarks or "pointing_game" in benchmarks) and boxes is None:
         raise ValueError("weak localisation and the pointing game need ground-truth boxes")
+    if insertion_blur not in ("gaussian", "rise"):
+        raise ValueError(f"insertion_blur must be 'gaussian' or 'rise', got {insertion_blur!r}")
     pb_kwargs = dict(pb_kwargs or {})
     labels = np.asarray(labels)
     t0 = time.perf_counter()
@@ -230,6 +235,8 @@ def run_benchmarks(model, images, labels, boxes=None, methods=(("perceptual_ball
         st = {"raw": base_settings[_base(name)], "map": _spec(name, sigma), "benchmarks": sorted(batch_benchmarks)}
         if "deletion_insertion" in batch_benchmarks:
             st["n_steps"] = int(n_steps)
+            if insertion_blur != "gaussian":  # only when not the default: earlier caches keep their keys
+                st["insertion_blur"] = insertion_blur
         return st
 
     specs = [_spec(n, s) for n, s in methods]
@@ -279,7 +286,7 @@ def run_benchmarks(model, images, labels, boxes=None, methods=(("perceptual_ball
                 m = _final_map(raw, name, sigma)
                 res = {}
                 if "deletion_insertion" in batch_benchmarks:
-                    r = bm.deletion_insertion(model, x, y, m, n_steps=n_steps)
+                    r = bm.deletion_insertion(model, x, y, m, n_steps=n_steps, insertion_blur=insertion_blur)
                     res.update({k: r[k] for k in ("deletion", "insertion", "deletion_curve", "insertion_curve")})
                 res.update(_localisation(m, bx, loc_benchmarks))
                 dt = time.perf_counter() - ts
@@ -323,7 +330,8 @@ def run_benchmarks(model, images, labels, boxes=None, methods=(("perceptual_ball
     n = len(images)
     settings = {"data": data_name, "model": model_name, "n": int(n), "methods": specs, "benchmarks": list(benchmarks),
                 "perceptual_ball": _jsonable(pb_kwargs),
-                "n_steps": n_steps, "sanity_n": sanity_n, "scorecam_max_n": scorecam_max_n,
+                "n_steps": n_steps, "insertion_blur": insertion_blur, "sanity_n": sanity_n,
+                "scorecam_max_n": scorecam_max_n,
                 "seconds": round(time.perf_counter() - t0, 1),
                 "seconds_per_image": {**{b: seconds[b] / max(n, 1) for b in bases},
                                       "metrics": metric_seconds / max(n, 1)}}
@@ -436,7 +444,10 @@ def _report(settings, results, sanity, paper=False, paired=None):
                   "| method | accuracy |", "|---|---|"]
         lines += [f"| {s} | {_f(results[s]['pointing_accuracy'])} |" for s in specs if "pointing_accuracy" in results[s]]
     if any("deletion_auc" in r for r in results.values()):
+        blur = {"gaussian": "Gaussian σ = 5 px", "rise": "the RISE code's 11 × 11 kernel (gkern(11, 5))"}[
+            settings.get("insertion_blur", "gaussian")]
         lines += ["", "## Deletion / insertion AUC (class probability; deletion lower, insertion higher is better)", "",
+                  f"{settings['n_steps']} steps; deletion fills mid-grey, insertion starts from a blur by {blur}.", "",
                   "| method | deletion | insertion | paper deletion | paper insertion |", "|---|---|---|---|---|"]
         for s in specs:
             if "deletion_auc" not in results[s]:

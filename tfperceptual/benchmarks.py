@@ -2,7 +2,9 @@
 
 * **Deletion / insertion** (Petsiuk et al., "RISE", BMVC 2018): pixels are taken in decreasing order of
   saliency; deletion replaces them by mid-grey (0.5) step by step, insertion reveals them on a blurred
-  copy (Gaussian σ = 5 px, as in the RISE code). The score is the area under the curve of the class
+  copy (by default a Gaussian of σ = 5 px, radius 20, reflected borders; ``insertion_blur="rise"`` is the
+  RISE code's own substrate, ``gkern(11, 5)``: the σ = 5 Gaussian cut to an 11 × 11 window — nearly a box
+  blur — with zero padding of the ImageNet-normalised image). The score is the area under the curve of the class
   probability (softmax of the logits) against the fraction of pixels changed, by the trapezoid rule.
   Lower deletion AUC and higher insertion AUC are better.
 * **Weak localisation** (Fong and Vedaldi, ICCV 2017; Elliott et al., CVPR 2021, Sec. 4.2): the map,
@@ -56,6 +58,31 @@ def _blur_images(x, sigma):
     return tf.transpose(tf.reshape(blur_saliency(chans, sigma), [b, c, h, w]), [0, 2, 3, 1])
 
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+
+
+def _rise_blur_images(x, sigma, klen=11):
+    """RISE's insertion substrate (``evaluation.py``: ``gkern(klen=11, nsig=5)``, ``conv2d(padding=5)``).
+
+    gkern is ``scipy.ndimage.gaussian_filter`` of a klen × klen delta (reflect mode: separable, sums to
+    1); RISE convolves the ImageNet-normalised tensor with zero padding, i.e. the pixels outside the image
+    take the ImageNet mean colour (for 3 channels; mid-grey otherwise). (B, H, W, C) in [0, 1] → same.
+    """
+    import tensorflow as tf
+    from scipy.ndimage import gaussian_filter1d
+
+    delta = np.zeros(klen)
+    delta[klen // 2] = 1.0
+    k1 = gaussian_filter1d(delta, float(sigma), mode="reflect")
+    c = x.shape[-1]
+    pad = np.asarray(IMAGENET_MEAN if c == 3 else (MID_GREY,) * c, np.float32)
+    r = klen // 2
+    xt = tf.convert_to_tensor(x, tf.float32) - pad
+    xt = tf.pad(xt, [[0, 0], [r, r], [r, r], [0, 0]])  # zeros = the pad colour after the shift
+    kern = tf.constant(np.outer(k1, k1)[:, :, None, None] * np.ones((1, 1, c, 1)), tf.float32)
+    return tf.nn.depthwise_conv2d(xt, kern, strides=[1, 1, 1, 1], padding="VALID") + pad
+
+
 _PROB_FNS = {}
 
 
@@ -79,7 +106,7 @@ def _class_probability_fn(model):
 
 
 def deletion_insertion(model, images, labels, saliency, n_steps=100, substrate=MID_GREY, blur_sigma=5.0,
-                       batch_size=128):
+                       batch_size=128, insertion_blur="gaussian"):
     """Deletion and insertion curves and AUCs (Petsiuk et al., 2018).
 
     Args:
@@ -90,6 +117,9 @@ def deletion_insertion(model, images, labels, saliency, n_steps=100, substrate=M
             (RISE's code uses 224 pixels per step, i.e. ≈ 230 steps at 227 × 227).
         substrate: deletion's fill value (mid-grey 0.5).
         blur_sigma: insertion's starting image is the input blurred by this Gaussian (pixels).
+        insertion_blur: ``"gaussian"`` (the full Gaussian, radius int(4σ + 0.5), reflected borders) or
+            ``"rise"`` (the RISE code's 11 × 11 cut of it with ImageNet-mean padding, see
+            :func:`_rise_blur_images`; milder, so insertion starts higher).
         batch_size: model batch.
 
     Returns:
@@ -97,7 +127,8 @@ def deletion_insertion(model, images, labels, saliency, n_steps=100, substrate=M
         (B, n_steps + 1) class probabilities.
 
     Raises:
-        ValueError: shapes that do not match, NaN/Inf, labels out of range, n_steps < 1.
+        ValueError: shapes that do not match, NaN/Inf, labels out of range, n_steps < 1, an unknown
+            insertion_blur.
     """
     import tensorflow as tf
 
@@ -119,7 +150,12 @@ def deletion_insertion(model, images, labels, saliency, n_steps=100, substrate=M
     rank = tf.constant(rank.reshape(b, h, w, 1), tf.int32)
     counts = np.linspace(0, hw, int(n_steps) + 1).astype(np.int32)  # floor, as Xplique's CausalFidelity
     xt = tf.constant(x)
-    blurred = _blur_images(x, blur_sigma)
+    if insertion_blur == "gaussian":
+        blurred = _blur_images(x, blur_sigma)
+    elif insertion_blur == "rise":
+        blurred = _rise_blur_images(x, blur_sigma)
+    else:
+        raise ValueError(f"insertion_blur must be 'gaussian' or 'rise', got {insertion_blur!r}")
     grey = tf.fill(tf.shape(xt), tf.constant(substrate, tf.float32))
 
 

@@ -125,7 +125,7 @@ def _benchmark(p, args):
                  "steps": args.steps, "batch_size": args.pb_batch_size, "max_evaluations": args.max_evaluations}
     checkpoints = args.sanity_checkpoints.split(",") if args.sanity_checkpoints else None
     run_benchmarks(model, x, y, boxes, methods=methods, benchmarks=benches, pb_kwargs=pb_kwargs,
-                   n_steps=args.n_steps, batch_size=args.batch_size, sanity_n=args.sanity_n,
+                   n_steps=args.n_steps, insertion_blur=args.insertion_blur, batch_size=args.batch_size, sanity_n=args.sanity_n,
                    sanity_checkpoints=checkpoints, scorecam_max_n=args.scorecam_max_n, out_dir=args.out,
                    data_name=family, model_name=model_name, progress=not args.no_progress)
     print(open(os.path.join(args.out, "report.md"), encoding="utf-8").read())
@@ -192,6 +192,8 @@ def main(argv=None):
                     help="also stop L-BFGS after this many loss-and-gradient evaluations per problem (the "
                          "authors' torch L-BFGS: 1.25 × steps, i.e. 125; default: no budget)")
     be.add_argument("--n-steps", type=int, default=50, help="deletion/insertion curve steps")
+    be.add_argument("--insertion-blur", choices=("gaussian", "rise"), default="gaussian",
+                    help="insertion's blurred substrate: full Gaussian σ = 5 px, or the RISE code's 11 × 11 kernel")
     be.add_argument("--sanity-n", type=int, default=4)
     be.add_argument("--sanity-checkpoints", default=None, help="layer names recorded in the sanity check")
     be.add_argument("--scorecam-max-n", type=int, default=None)
