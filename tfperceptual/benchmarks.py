@@ -12,7 +12,11 @@
   0.05), top-α of the pixels (α ∈ (0, 1] step 0.05) or mean (s ≥ α·mean(s), α ∈ (0, 10.5] step 0.05);
   the bounding box of the largest connected component (4-connectivity) succeeds when its IoU with a
   ground-truth box is ≥ 0.5. The error is 1 − success rate; α is grid-searched per strategy on the
-  images evaluated (as in the papers, so it is an optimistic, tuned number).
+  images evaluated (as in the papers, so it is an optimistic, tuned number). The benchmark runner
+  normalises a map to [0, 1] *before* its blur (Sec. 4.2); :func:`weak_localisation_success` min–max
+  normalises whatever map it is given, so a blurred map is stretched back to [0, 1] before it is
+  thresholded (without it, the blur lowers a peaked map's maximum and the value strategy's high α give
+  empty masks; the top-α strategy does not depend on it).
 * **Pointing game** (Zhang et al., ECCV 2016): a hit when the maximum of the map lies within 15 px of a
   ground-truth box of the class.
 * **Sanity checks** (Adebayo et al., NeurIPS 2018): cascading randomisation of the weights from the top

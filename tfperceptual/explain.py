@@ -13,8 +13,12 @@ elements (``torch.nn.MSELoss``), the objective has no pixel box and x′ starts 
 paper's unregularised baseline ("NoPer", Eq. 4).
 
 The optimiser is L-BFGS from TensorFlow Probability (``tfp.optimizer.lbfgs_minimize``), batched:
-every image is its own problem (row of the batch) and one ``tf.function`` evaluates the whole batch;
-Adam is available as an option.
+every image is its own problem (row of the batch: its own curvature pairs and line search) and one
+``tf.function`` evaluates the whole batch. The stopping rule is shared: the batch iterates until every
+row has converged or the iteration (and evaluation) budget is spent, and TFP counts one evaluation per
+batched call, so with a binding budget an image's result depends on the images batched with it (fixed
+by ``batch_size`` and the order of the images; the benchmark's cache keys record both). Adam is
+available as an option.
 """
 
 from __future__ import annotations
@@ -207,8 +211,9 @@ class PerceptualBall:
         learning_rate: Adam's step (ignored by L-BFGS).
         num_correction_pairs: L-BFGS memory.
         batch_size: images per optimisation batch.
-        max_evaluations: L-BFGS also stops once this many (batched) loss-and-gradient evaluations are
-            spent, checked after every iteration, so the last line search may overshoot it. ``None``:
+        max_evaluations: L-BFGS also stops once this many (batched: one per call on the whole batch,
+            however many rows still move) loss-and-gradient evaluations are spent, checked after every
+            iteration, so the last line search may overshoot it. ``None``:
             ``steps`` iterations only. The authors' ``torch.optim.LBFGS(max_iter=100)`` has no line search
             and stops at ``max_eval = 1.25 × max_iter`` = 125 evaluations; TFP's Hager–Zhang line search
             spends ≈ 3 per iteration, so ``steps=100, max_evaluations=125`` is the authors' budget.
