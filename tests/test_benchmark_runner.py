@@ -161,6 +161,9 @@ def test_sanity_only_run_explains_only_the_sanity_images(tmp_path, mnist_model, 
                             sanity_n=3, sanity_checkpoints=["logits"], out_dir=tmp_path, progress=False)
     assert res["methods"] == {} and res["sanity"]["saliency@0"]["layers"] == ["logits"]
     assert seen == [3, 3]  # the trained model's maps, then after randomising the top layer
+    dep = res["sanity_input_dependence"]
+    assert dep["layers"] == ["logits"] and dep["relative_spread"][0] > 0
+    assert "still depends on its input" in (tmp_path / "report.md").read_text()
 
 
 def test_new_boxes_redo_localisation_but_not_deletion_insertion(tmp_path, mnist_model, mnist_batch, monkeypatch):

@@ -271,3 +271,29 @@ def test_reinitialise_refuses_a_weight_without_initializer():
     layer.build((None, 2))
     with pytest.raises(ValueError, match="cannot re-initialise weight 'kernel'"):
         bm._reinitialise(layer, 0)
+
+
+def test_cascade_restores_weights_after_an_error_and_measures_input_dependence(mnist_model, mnist_batch):
+    x, y = mnist_batch
+    before = [w.copy() for w in mnist_model.get_weights()]
+    calls = []
+
+    def failing(m):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("explainer failed")
+        return lambda im, lab: np.random.default_rng(len(calls)).random(im.shape[:3])
+
+    with pytest.raises(RuntimeError, match="explainer failed"):
+        bm.cascading_randomization(mnist_model, failing, x[:4], y[:4])
+    for a, b in zip(before, mnist_model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    dep = bm.cascade_input_dependence(mnist_model, x[:8])
+    assert dep["layers"] == ["logits", "fc1", "conv2", "conv1"]
+    assert np.all(np.isfinite(dep["relative_spread"])) and np.all(dep["relative_spread"] > 0)
+    assert not np.allclose(dep["relative_spread"], 1.0)  # randomising changes how the logits vary
+    for a, b in zip(before, mnist_model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # one image has no spread across images
+    with pytest.raises(ValueError, match="at least 2 images"):
+        bm.cascade_input_dependence(mnist_model, x[:1])

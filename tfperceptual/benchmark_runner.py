@@ -322,11 +322,14 @@ def run_benchmarks(model, images, labels, boxes=None, methods=(("perceptual_ball
         r["per_image"] = per
         results[spec] = r
     paired = paired_differences(results)
-    sanity = None
+    sanity = dependence = None
     if "sanity" in benchmarks:
         sanity = _run_sanity(model, images[:sanity_n], labels[:sanity_n], methods, pb_kwargs, sanity_checkpoints,
                              scorecam_max_n, out, mdig, _batch_digest(_as_float(images[:sanity_n]), labels[:sanity_n]),
                              progress)
+        if min(sanity_n, len(images)) >= 2:  # the randomised models' own dependence on the input (cheap)
+            d = bm.cascade_input_dependence(model, _as_float(images[:sanity_n]), sanity_checkpoints)
+            dependence = {"layers": d["layers"], "relative_spread": d["relative_spread"].tolist()}
     n = len(images)
     settings = {"data": data_name, "model": model_name, "n": int(n), "methods": specs, "benchmarks": list(benchmarks),
                 "perceptual_ball": _jsonable(pb_kwargs),
@@ -335,10 +338,11 @@ def run_benchmarks(model, images, labels, boxes=None, methods=(("perceptual_ball
                 "seconds": round(time.perf_counter() - t0, 1),
                 "seconds_per_image": {**{b: seconds[b] / max(n, 1) for b in bases},
                                       "metrics": metric_seconds / max(n, 1)}}
-    summary = {"settings": settings, "methods": results, "paired": paired, "sanity": sanity}
+    summary = {"settings": settings, "methods": results, "paired": paired, "sanity": sanity,
+               "sanity_input_dependence": dependence}
     atomic_write_json(out / "results.json", summary)
     atomic_write_text(out / "report.md", _report(settings, results, sanity, paper=data_name == "imagenet",
-                                                 paired=paired))
+                                                 paired=paired, dependence=dependence))
     _plot(results, sanity, examples, out)
     return summary
 
@@ -424,7 +428,7 @@ def _f(v, d=3):
     return "—" if v is None or not np.isfinite(v) else f"{v:.{d}f}"
 
 
-def _report(settings, results, sanity, paper=False, paired=None):
+def _report(settings, results, sanity, paper=False, paired=None, dependence=None):
     lines = ["# tfperceptual benchmark", "", "## Settings", ""]
     lines += [f"- {k}: {v}" for k, v in settings.items()]
     specs = list(results)
@@ -470,6 +474,11 @@ def _report(settings, results, sanity, paper=False, paired=None):
         for s, r in sanity.items():
             last = lambda k: float(np.nanmean(r[k][-1])) if r[k] else float("nan")  # noqa: E731
             lines.append(f"| {s} | {_f(last('spearman'))} | {_f(last('spearman_abs'))} | {_f(last('ssim'))} |")
+        if dependence:
+            lines += ["", "How much the randomised model still depends on its input (spread of the logits across the "
+                      "images, relative to the trained model's), per checkpoint:", "",
+                      "| " + " | ".join(dependence["layers"]) + " |", "|" + "---|" * len(dependence["layers"]),
+                      "| " + " | ".join(f"{v:.2g}" for v in dependence["relative_spread"]) + " |"]
     spi = settings.get("seconds_per_image") or {}
     total = sum(spi.values())
     if total > 0:  # a sanity-only run has no batch stages

@@ -29,10 +29,13 @@ the map (continuous coordinates: pixel (r, c) covers [c, c + 1] × [r, r + 1]).
 
 from __future__ import annotations
 
+from contextlib import closing
+
 import numpy as np
 
 __all__ = ["deletion_insertion", "auc", "normalise_maps", "threshold_grids", "largest_component_box",
-           "box_iou", "weak_localisation", "pointing_game", "cascading_randomization", "MID_GREY"]
+           "box_iou", "weak_localisation", "pointing_game", "cascading_randomization", "cascade_input_dependence",
+           "MID_GREY"]
 
 MID_GREY = 0.5
 
@@ -372,7 +375,8 @@ def cascading_randomization(model, make_explainer, images, labels, checkpoints=N
         images: (B, H, W, C) in [0, 1]; labels: (B,) classes explained (kept fixed).
         checkpoints: names of the layers after whose randomisation maps are recorded (default: every
             layer with a kernel). Layers are randomised with their own initializers (kernel, depthwise
-            kernel, bias); batch-norm statistics are kept.
+            kernel, bias); batch-norm parameters and statistics are kept (so deep in a batch-norm network
+            the randomised model can stop depending on its input: see :func:`cascade_input_dependence`).
         seed: initializer seed base.
 
     Returns:
@@ -381,6 +385,33 @@ def cascading_randomization(model, make_explainer, images, labels, checkpoints=N
     """
     from scipy.stats import spearmanr
     from skimage.metrics import structural_similarity
+
+    rows = {"spearman": [], "spearman_abs": [], "ssim": []}
+    maps, recorded = [], []
+    original = None
+    with closing(_cascade(model, checkpoints, seed, progress)) as cascade:  # weights back even on an error
+        for name in cascade:
+            if name is None:  # the trained model
+                original = np.asarray(make_explainer(model)(images, labels), np.float64)
+                o_norm = normalise_maps(original)
+                continue
+            m = np.asarray(make_explainer(model)(images, labels), np.float64)
+            mn = normalise_maps(m)
+            rows["spearman"].append([spearmanr(a.ravel(), b.ravel())[0] for a, b in zip(original, m)])
+            rows["spearman_abs"].append([spearmanr(np.abs(a).ravel(), np.abs(b).ravel())[0]
+                                         for a, b in zip(original, m)])
+            rows["ssim"].append([structural_similarity(a, b, data_range=1.0) for a, b in zip(o_norm, mn)])
+            maps.append(m)
+            recorded.append(name)
+    # a constant map (e.g. a CAM that vanished) has no rank correlation: NaN, reported as such
+    return {"layers": recorded, **{k: np.asarray(v, np.float64) for k, v in rows.items()},
+            "original": original, "maps": np.asarray(maps)}
+
+
+def _cascade(model, checkpoints, seed, progress=False):
+    """Yield ``None`` with the trained weights, then each checkpoint's name once the layers from the top
+    down to it are re-initialised (layer k top-down with seed ``seed + k``); weights restored at the end,
+    also after an exception or an early exit of the caller."""
     from tqdm.auto import tqdm
 
     layers = _kernel_layers(model)[::-1]
@@ -390,29 +421,48 @@ def cascading_randomization(model, make_explainer, images, labels, checkpoints=N
     if unknown:
         raise ValueError(f"checkpoints {unknown} are not layers with weights; top-down: {names[:6]}…")
     saved = [[np.array(v.numpy()) for v in layer.weights] for layer in layers]
-    original = np.asarray(make_explainer(model)(images, labels), np.float64)
-    rows = {"spearman": [], "spearman_abs": [], "ssim": []}
-    maps, recorded = [], []
-    o_norm = normalise_maps(original)
+    done = 0
     try:
+        yield None
         for k, layer in enumerate(tqdm(layers, desc="randomising", disable=not progress)):
             _reinitialise(layer, seed + k)
             if layer.name not in wanted:
                 continue
-            m = np.asarray(make_explainer(model)(images, labels), np.float64)
-            mn = normalise_maps(m)
-            rows["spearman"].append([spearmanr(a.ravel(), b.ravel())[0] for a, b in zip(original, m)])
-            rows["spearman_abs"].append([spearmanr(np.abs(a).ravel(), np.abs(b).ravel())[0]
-                                         for a, b in zip(original, m)])
-            rows["ssim"].append([structural_similarity(a, b, data_range=1.0) for a, b in zip(o_norm, mn)])
-            maps.append(m)
-            recorded.append(layer.name)
-            if len(recorded) == len(wanted):
+            yield layer.name
+            done += 1
+            if done == len(wanted):
                 break
     finally:
         for layer, ws in zip(layers, saved):
             for v, w in zip(layer.weights, ws):
                 v.assign(w)
-    # a constant map (e.g. a CAM that vanished) has no rank correlation: NaN, reported as such
-    return {"layers": recorded, **{k: np.asarray(v, np.float64) for k, v in rows.items()},
-            "original": original, "maps": np.asarray(maps)}
+
+
+def cascade_input_dependence(model, images, checkpoints=None, seed=0):
+    """How much the cascade's randomised models still depend on their input.
+
+    For the trained model and after each checkpoint of the same cascade as
+    :func:`cascading_randomization` (same seeds): the spread of the logits across the images (standard
+    deviation over the B images, mean over classes), relative to the trained model's. A value near 0
+    means the randomised model answers (nearly) the same whatever the image — its explanations can only
+    be empty or numerical residue. (B ≥ 2 images (B, H, W, C) in [0, 1].)
+
+    Returns:
+        dict ``layers`` (checkpoints, top-down) and ``relative_spread`` (L,).
+    """
+    from .model_adapter import as_logits_model
+
+    x = np.asarray(images, np.float32)
+    if len(x) < 2:
+        raise ValueError("need at least 2 images to measure how the logits vary with the input")
+    lm = as_logits_model(model)
+    spread = lambda: float(np.asarray(lm(x, training=False), np.float64).std(0).mean())  # noqa: E731
+    layers, rel, trained = [], [], None
+    with closing(_cascade(model, checkpoints, seed)) as cascade:
+        for name in cascade:
+            if name is None:
+                trained = spread()
+                continue
+            layers.append(name)
+            rel.append(spread() / trained if trained > 0 else float("nan"))
+    return {"layers": layers, "relative_spread": np.asarray(rel)}
