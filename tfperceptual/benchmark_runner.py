@@ -343,7 +343,7 @@ def run_benchmarks(model, images, labels, boxes=None, methods=(("perceptual_ball
     atomic_write_json(out / "results.json", summary)
     atomic_write_text(out / "report.md", _report(settings, results, sanity, paper=data_name == "imagenet",
                                                  paired=paired, dependence=dependence))
-    _plot(results, sanity, examples, out)
+    _plot(results, sanity, examples, out, dependence)
     return summary
 
 
@@ -492,7 +492,7 @@ def _report(settings, results, sanity, paper=False, paired=None, dependence=None
     return "\n".join(lines)
 
 
-def _plot(results, sanity, examples, out):
+def _plot(results, sanity, examples, out, dependence=None):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -525,7 +525,7 @@ def _plot(results, sanity, examples, out):
         atomic_savefig(fig, out / "weak_localisation.png", dpi=120, bbox_inches="tight")
         plt.close(fig)
     if sanity:
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+        fig, axes = plt.subplots(1, 3 if dependence else 2, figsize=(18 if dependence else 12, 4))
         for s, r in sanity.items():
             if not r["layers"]:
                 continue
@@ -539,6 +539,13 @@ def _plot(results, sanity, examples, out):
             ax.set_title(f"{title} with the trained model's maps"); ax.set_ylim(-0.2, 1.05)  # noqa: E702
             ax.set_xlabel("randomised down to layer (cascading, top → bottom)")
         axes[0].legend(fontsize=7)
+        if dependence:
+            ax = axes[2]
+            ax.semilogy(np.arange(len(dependence["layers"])), dependence["relative_spread"], marker="o", color="k")
+            ax.set_xticks(np.arange(len(dependence["layers"])))
+            ax.set_xticklabels(dependence["layers"], rotation=70, fontsize=6)
+            ax.set_title("the randomised model: spread of its logits across images\n(relative to the trained model)")
+            ax.set_xlabel("randomised down to layer (cascading, top → bottom)")
         atomic_savefig(fig, out / "sanity.png", dpi=120, bbox_inches="tight")
         plt.close(fig)
     if examples:
