@@ -26,7 +26,7 @@ def main():
         with np.load(f) as z:
             if "seconds" not in z.files:
                 continue
-            n = len(z[next(k for k in z.files if k != "seconds")])  # every cached array is per image
+            n = len(z[next(k for k in z.files if z[k].ndim > 0)])  # every cached array is per image
             if n != a.batch_size:  # a last, smaller batch would bias the per-image median
                 continue
             stages[m.group(1)].append(float(z["seconds"]) / n)
