@@ -44,8 +44,12 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args()
     files = sorted(glob.glob(os.path.join(a.out, "cache", "*.npz")))
-    raw = [np.load(f)["map"] for f in files if not os.path.basename(f).startswith("metrics_")
-           and "map" in np.load(f).files]
+    raw = []
+    for f in files:
+        if not os.path.basename(f).startswith("metrics_"):
+            with np.load(f) as z:
+                if "map" in z.files:
+                    raw.append(z["map"])
     if not raw:
         raise SystemExit(f"no cached maps under {a.out}/cache")
     per = max(1, a.maps // (2 * len(raw)))

@@ -320,25 +320,15 @@ def _kernel_layers(model):
             if any(v.name.split("/")[-1] in ("kernel", "depthwise_kernel") for v in layer.weights)]
 
 
-# Keras names a DepthwiseConv2D's weight "kernel" but keeps its initializer as ``depthwise_initializer``;
-# SeparableConv2D's "depthwise_kernel"/"pointwise_kernel" use ``depthwise_``/``pointwise_initializer``.
-_INITIALIZER_ATTRS = {"kernel": ("depthwise_initializer", "kernel_initializer"),
-                      "depthwise_kernel": ("depthwise_initializer",),
-                      "pointwise_kernel": ("pointwise_initializer",)}
-
-
 def _initializer_of(layer, weight_name):
-    """The layer's own initializer of the weight called ``weight_name``, or ``None``."""
+    """The layer's own initializer of the weight called ``weight_name``, or ``None``. Keras names a
+    DepthwiseConv2D's weight "kernel" but keeps its initializer as ``depthwise_initializer``;
+    SeparableConv2D's "depthwise_kernel"/"pointwise_kernel" use ``depthwise_``/``pointwise_initializer``."""
     from keras import layers
 
-    attrs = _INITIALIZER_ATTRS.get(weight_name, (f"{weight_name}_initializer",))
-    if weight_name == "kernel" and not isinstance(layer, layers.DepthwiseConv2D):
-        attrs = ("kernel_initializer",)
-    for attr in attrs:
-        init = getattr(layer, attr, None)
-        if init is not None:
-            return init
-    return None
+    if weight_name == "kernel" and isinstance(layer, layers.DepthwiseConv2D):
+        return getattr(layer, "depthwise_initializer", None)
+    return getattr(layer, weight_name.replace("_kernel", "") + "_initializer", None)
 
 
 def _reinitialise(layer, rng_seed):

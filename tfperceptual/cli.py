@@ -125,7 +125,8 @@ def _benchmark(p, args):
                  "steps": args.steps, "batch_size": args.pb_batch_size, "max_evaluations": args.max_evaluations}
     checkpoints = args.sanity_checkpoints.split(",") if args.sanity_checkpoints else None
     run_benchmarks(model, x, y, boxes, methods=methods, benchmarks=benches, pb_kwargs=pb_kwargs,
-                   n_steps=args.n_steps, insertion_blur=args.insertion_blur, batch_size=args.batch_size, sanity_n=args.sanity_n,
+                   n_steps=args.n_steps, insertion_blur=args.insertion_blur, batch_size=args.batch_size,
+                   sanity_n=args.sanity_n,
                    sanity_checkpoints=checkpoints, scorecam_max_n=args.scorecam_max_n, out_dir=args.out,
                    data_name=family, model_name=model_name, progress=not args.no_progress)
     print(open(os.path.join(args.out, "report.md"), encoding="utf-8").read())

@@ -251,7 +251,8 @@ def load_imagenet_val(root: str | os.PathLike | None = None, size: int = 227, wi
         ``(images, labels, boxes, names)``: (N, 227, 227, 3) float32 in [0, 1],
         (N,) int64 class indices (0..999, order of ``synset_words.txt``), a list
         of (K_i, 4) float arrays ``[xmin, ymin, xmax, ymax]`` in the 227 × 227
-        frame (continuous pixel edges: a box of the whole image is [0, 0, 227, 227]), and the file names.  With ``with_boxes=False`` only
+        frame (continuous pixel edges: a box of the whole image is [0, 0, 227, 227]),
+        and the file names.  With ``with_boxes=False`` only
         ``(images, labels)``.  ``as_uint8=True`` returns the images as uint8
         in 0..255 (a quarter of the memory; compare and the attacks' batch
         loops convert them batch by batch).  ``limit=N`` decodes only the
