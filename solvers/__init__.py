@@ -1,15 +1,24 @@
-"""Math of the SSIM ball and its solvers (NumPy, CVXPY, TensorFlow; no Keras).
+"""Math of the SSIM ball and its linear oracles (TensorFlow, NumPy, CVXPY; never Keras or tfperceptual).
 
-Public entry point: :func:`maximize_linear_over_ssim_ball`.
+Modules: :mod:`~solvers.ssim_ball` (geometry), :mod:`~solvers.rows` (channel ↔ row reshapes),
+:mod:`~solvers.oracles` (the :class:`LinearOracle` interface, the three SSIM-ball oracles and the NumPy
+entry point :func:`maximize_linear_over_ssim_ball`), :mod:`~solvers.exact`, :mod:`~solvers.closed_form`,
+:mod:`~solvers.qcqp_cvxpy` (the solvers behind them), :mod:`~solvers.checks` (option checks).
 """
 
-from .linear_oracle import maximize_linear_over_ssim_ball, merge_channels, split_channels
+from .checks import check_choice, check_positive_int, check_real
+from .exact import GAP_TOL, ExactResult, solve_exact
+from .oracles import (ClosedFormSSIMOracle, CvxpySSIMOracle, ExactSSIMOracle, LinearOracle, OracleResult,
+                      SSIMBallOracle, maximize_linear_over_ssim_ball, ssim_ball_oracle)
 from .qcqp_cvxpy import SolverError, solve_qcqp_batch
-from .ssim_ball import (C1, C2, SSIMBall, check_eps, global_ssim, luminance_similarity,
+from .rows import from_rows, merge_channels, split_channels, to_rows
+from .ssim_ball import (C1, C2, SSIMBall, ball_parameters, check_eps, global_ssim, luminance_similarity,
                         ssim_ball, structure_similarity)
 
 __all__ = [
-    "maximize_linear_over_ssim_ball", "split_channels", "merge_channels", "SolverError",
-    "solve_qcqp_batch", "SSIMBall", "ssim_ball", "check_eps", "luminance_similarity",
-    "structure_similarity", "global_ssim", "C1", "C2",
+    "maximize_linear_over_ssim_ball", "LinearOracle", "OracleResult", "SSIMBallOracle", "ExactSSIMOracle",
+    "ClosedFormSSIMOracle", "CvxpySSIMOracle", "ssim_ball_oracle", "solve_exact", "ExactResult", "GAP_TOL",
+    "split_channels", "merge_channels", "to_rows", "from_rows", "SolverError", "solve_qcqp_batch", "SSIMBall",
+    "ssim_ball", "ball_parameters", "check_eps", "luminance_similarity", "structure_similarity", "global_ssim",
+    "C1", "C2", "check_real", "check_positive_int", "check_choice",
 ]

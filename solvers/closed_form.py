@@ -37,31 +37,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from .ssim_ball import C1, C2
+from .ssim_ball import C1, C2, ball_parameters
 
-__all__ = ["ball_parameters", "closed_form_step", "project_box_mean", "backtrack_into_ball"]
-
-
-def ball_parameters(x, eps2, eps1=0.0, c1=C1, c2=C2):
-    """SSIM-ball parameters in TensorFlow for ``x`` of shape (B, N).
-
-    Returns ``(mean (B,), centre (B, N), radius (B,), mean_low (B,), mean_high (B,))``
-    in the dtype of ``x``; see :mod:`solvers.ssim_ball` for the derivation.
-    """
-    x = tf.convert_to_tensor(x)
-    dt = x.dtype
-    n = tf.cast(tf.shape(x)[1], dt)
-    eps2 = tf.cast(eps2, dt)
-    eps1 = tf.cast(eps1, dt)
-    mean = tf.reduce_mean(x, axis=1)
-    xt = x - mean[:, None]
-    eta = 1.0 / (1.0 - eps2**2)
-    radius = tf.sqrt((eta**2 - 1.0) * tf.reduce_sum(xt**2, 1) + eta * eps2**2 * n * c2)
-    t = 1.0 - eps1**2
-    half = tf.sqrt(tf.maximum(mean**2 * (1.0 / t**2 - 1.0) + c1 * (1.0 / t - 1.0), 0.0))
-    lo = tf.where(eps1 > 0, mean / t - half, mean)
-    hi = tf.where(eps1 > 0, mean / t + half, mean)
-    return mean, eta * xt, radius, lo, hi
+__all__ = ["closed_form_step", "project_box_mean", "backtrack_into_ball"]
 
 
 def project_box_mean(z, mean_low, mean_high, bounds=(0.0, 1.0), iters=None):
@@ -73,7 +51,7 @@ def project_box_mean(z, mean_low, mean_high, bounds=(0.0, 1.0), iters=None):
     """
     z = tf.convert_to_tensor(z)
     dt = z.dtype
-    b0, b1 = tf.cast(bounds[0], dt), tf.cast(bounds[1], dt)
+    b0, b1 = tf.constant(bounds[0], dt), tf.constant(bounds[1], dt)
     if iters is None:
         iters = 64 if dt == tf.float64 else 32
     n = tf.cast(tf.shape(z)[1], dt)
@@ -142,8 +120,13 @@ def closed_form_step(g, x, eps2, eps1=0.0, bounds=(0.0, 1.0), project_gradient=T
         box: ``"restore"`` (exactly feasible, see module doc), ``"clip"`` or ``"ignore"``.
 
     Returns:
-        (B, N) tensor of the same dtype.  A row with zero projected gradient
-        returns the ball's centre point μ + ηx̃ (then clipped/restored).
+        (B, N) tensor of the same dtype.  A row whose (projected) gradient is zero
+        has no preferred direction: it returns ``x`` itself, shifted to the end of
+        the S1 interval that a non-zero mean gradient points to (``x`` exactly when
+        ε1 = 0), as the exact solver does.
+
+    Raises:
+        ValueError: unknown ``box``.
     """
     if box not in ("restore", "clip", "ignore"):
         raise ValueError(f"box must be 'restore', 'clip' or 'ignore', got {box!r}")
@@ -155,11 +138,13 @@ def closed_form_step(g, x, eps2, eps1=0.0, bounds=(0.0, 1.0), project_gradient=T
     norm = tf.norm(d, axis=1)
     unit = tf.math.divide_no_nan(d, norm[:, None])
     mu = tf.where(gbar > 0, hi, tf.where(gbar < 0, lo, mean))
-    y = mu[:, None] + centre + radius[:, None] * unit
-    if box == "ignore":
-        return y
-    b0, b1 = tf.cast(bounds[0], y.dtype), tf.cast(bounds[1], y.dtype)
+    # zero direction: keep x's own zero-mean part (x̃, inside the ball) instead of the centre ηx̃
+    base = tf.where((norm > 0)[:, None], centre, x - mean[:, None])
+    y = mu[:, None] + base + radius[:, None] * unit
+    b0, b1 = tf.constant(bounds[0], y.dtype), tf.constant(bounds[1], y.dtype)
     if box == "clip":
-        return tf.clip_by_value(y, b0, b1)
-    w = project_box_mean(y, lo, hi, bounds)
-    return backtrack_into_ball(x, w, centre, radius)
+        y = tf.clip_by_value(y, b0, b1)
+    elif box == "restore":
+        y = backtrack_into_ball(x, project_box_mean(y, lo, hi, bounds), centre, radius)
+    # no direction and no mean shift: x itself, bit for bit (μ + (x − μ) can round)
+    return tf.where(((norm == 0) & tf.equal(mu, mean))[:, None], x, y)

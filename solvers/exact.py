@@ -69,9 +69,11 @@ import numpy as np
 import tensorflow as tf
 
 from .closed_form import backtrack_into_ball
-from .ssim_ball import C1, C2, check_eps
+from .checks import check_positive_int, check_real
+from .rows import from_rows, to_rows
+from .ssim_ball import ball_parameters, check_eps
 
-__all__ = ["ExactResult", "solve_exact", "exact_step_rows", "GAP_TOL", "feasibility_tol"]
+__all__ = ["ExactResult", "solve_exact", "GAP_TOL", "feasibility_tol"]
 
 #: default relative-gap tolerance of the certificate
 GAP_TOL = 1e-6
@@ -93,12 +95,14 @@ class ExactResult:
         y: (B, N) tensor, the maximiser (pixels within ``bounds``).
         primal: (B,) objective g·y.
         dual: (B,) Lagrangian upper bound on the optimum.
-        gap: (B,) ``dual − primal`` (≥ 0 up to rounding).
-        rel_gap: (B,) ``gap`` relative to the step's gain g·(y − x).
+        gap: (B,) ``dual − primal`` (≥ 0 up to rounding), summed over channels.
+        rel_gap: (B,) each channel row's gap relative to its gain g·(y − x);
+            the largest over the image's channels.
         violation: (B,) largest constraint violation (ball relative to
-            max(1, r), mean and box absolute); summed over channels' maxima.
+            max(1, r), mean and box absolute), largest over channels.
         iterations: (B,) outer iterations used (largest over channels).
-        ok: (B,) bool: ``rel_gap ≤ gap_tol`` and ``violation ≤ feasibility_tol``.
+        ok: (B,) bool: every channel row has relative gap ≤ ``gap_tol`` and
+            violation ≤ :func:`feasibility_tol` (so ``rel_gap ≤ gap_tol`` too).
     """
 
     y: tf.Tensor
@@ -276,11 +280,7 @@ def _solve_rows(g, x, eps2, eps1, b0, b1, max_outer, max_inner, max_mean, rtol, 
     dt = g.dtype
     n = tf.cast(tf.shape(g)[1], dt)
     inf = tf.constant(np.inf, dt)
-    mean_x = tf.reduce_mean(x, 1)
-    xt = x - mean_x[:, None]
-    eta = 1.0 / (1.0 - eps2**2)
-    c = eta * xt
-    r = tf.sqrt((eta**2 - 1.0) * tf.reduce_sum(xt**2, 1) + eta * eps2**2 * n * C2)
+    mean_x, c, r, s1_low, s1_high = ball_parameters(x, eps2, eps1)
     gbar = tf.reduce_mean(g, 1)
     gt = g - gbar[:, None]
 
@@ -290,10 +290,8 @@ def _solve_rows(g, x, eps2, eps1, b0, b1, max_outer, max_inner, max_mean, rtol, 
     res = solve_at(mean_x, anchor=x)
     gap = res["gap"]
     if interval:
-        t = 1.0 - eps1**2
-        half = tf.sqrt(tf.maximum(mean_x**2 * (1.0 / t**2 - 1.0) + C1 * (1.0 / t - 1.0), 0.0))
-        m_lo = tf.minimum(tf.maximum(mean_x / t - half, b0), mean_x)
-        m_hi = tf.maximum(tf.minimum(mean_x / t + half, b1), mean_x)
+        m_lo = tf.minimum(tf.maximum(s1_low, b0), mean_x)
+        m_hi = tf.maximum(tf.minimum(s1_high, b1), mean_x)
         direction = tf.sign(res["nu"] + gbar)
         end = tf.where(direction > 0, m_hi, m_lo)
         res_end = solve_at(end)
@@ -334,16 +332,37 @@ def _solve_rows(g, x, eps2, eps1, b0, b1, max_outer, max_inner, max_mean, rtol, 
     return y, tf.reduce_sum(g * y, 1), gap, gain, floor, violation, res["iterations"]
 
 
-def _to_rows(a, b, n, channels):
-    return tf.reshape(tf.transpose(tf.reshape(a, (b, n // channels, channels)), (0, 2, 1)), (b * channels, -1))
+@tf.function(reduce_retracing=True)
+def _solve_images(g, x, eps2, eps1, b0, b1, gap_tol, channels, interval, max_outer=100, max_inner=100,
+                  max_mean=60):
+    """Images (B, N) channels-last, one ball per channel: the graph step behind :func:`solve_exact` and
+    :class:`solvers.oracles.ExactSSIMOracle`.
 
+    ``channels`` and ``interval`` are Python values (they shape the graph); the rest are tensors of the dtype
+    of ``g``.  A row (one channel of one image) is certified when its relative gap is ≤ ``gap_tol`` and its
+    violation ≤ :func:`feasibility_tol`; an image is certified (``ok``) when all its rows are.  Returns a dict
+    of tensors: ``y`` (B, N); per image ``primal``, ``gap`` and ``gain`` (sums over channels), ``rel_gap``
+    and ``violation`` (largest over channels), ``iterations`` (largest), ``ok``.
+    """
+    dt = g.dtype
+    rtol = tf.constant(1e-13 if dt == tf.float64 else 1e-6, dt)
+    y, primal, gap, gain, floor, viol, iters = _solve_rows(
+        to_rows(g, channels), to_rows(x, channels), eps2, eps1, b0, b1, tf.constant(max_outer),
+        tf.constant(max_inner), tf.constant(max_mean), rtol, interval)
+    rel = tf.maximum(gap, 0.0) / tf.maximum(gain, floor)
+    ok_rows = (rel <= gap_tol) & (viol <= feasibility_tol(dt))
 
-def _from_rows(a, b, n, channels):
-    return tf.reshape(tf.transpose(tf.reshape(a, (b, channels, n // channels)), (0, 2, 1)), (b, n))
+    def per_image(a, op=tf.reduce_sum):
+        return op(tf.reshape(a, (-1, channels)), 1)
+
+    return {"y": from_rows(y, channels), "primal": per_image(primal), "gap": per_image(gap),
+            "gain": per_image(gain), "rel_gap": per_image(rel, tf.reduce_max),
+            "violation": per_image(viol, tf.reduce_max), "iterations": per_image(iters, tf.reduce_max),
+            "ok": per_image(ok_rows, tf.reduce_all)}
 
 
 def solve_exact(g, x, eps2, eps1=0.0, bounds=(0.0, 1.0), channels=1, dtype=tf.float64,
-                gap_tol=GAP_TOL, max_outer=100, max_inner=100, max_mean=60, rtol=None):
+                gap_tol=GAP_TOL, max_outer=100, max_inner=100, max_mean=60):
     """Exact maximiser of ``g·y`` over the SSIM ball ∩ pixel box, batched, with a certificate.
 
     Args:
@@ -353,23 +372,25 @@ def solve_exact(g, x, eps2, eps1=0.0, bounds=(0.0, 1.0), channels=1, dtype=tf.fl
         eps2: S2 radius ε in (0, 1) (S2 ≥ 1 − ε², paper's Eq. 5).
         eps1: S1 radius in [0, 1); 0 fixes the mean (Eq. 9).
         bounds: pixel box (b0, b1), default (0, 1).
-        channels: C > 1 solves one SSIM ball per colour channel (the problem
+        channels: C ≥ 1; C > 1 solves one SSIM ball per colour channel (the problem
             separates); gaps and gains are summed over the channels.
         dtype: ``tf.float64`` (default) or ``tf.float32``.
-        gap_tol: relative gap below which a row is certified (``ok``).
+        gap_tol: relative gap (> 0) below which a row is certified; an image is
+            ``ok`` when each of its channel rows is.
         max_outer, max_inner, max_mean: iteration caps of the ball-multiplier,
             knapsack and mean searches (rows that hit them are still
             certified or flagged by the gap, never trusted blindly).
-        rtol: relative tolerance on ‖y − z‖² = r² (default 1e-13 / 1e-6).
 
     Returns:
         :class:`ExactResult` (tensors of ``dtype``).
 
     Raises:
-        ValueError: shapes, radii or dtype out of range (NaN/Inf and bounds
-            are checked by :func:`solvers.maximize_linear_over_ssim_ball`).
+        ValueError / TypeError: shapes, radii, ``channels``, ``gap_tol`` or dtype out of range (NaN/Inf and
+            bounds are checked by :func:`solvers.maximize_linear_over_ssim_ball`).
     """
     eps2, eps1 = check_eps(eps2, eps1)
+    gap_tol = check_real(gap_tol, "gap_tol", 0.0, None)
+    channels = check_positive_int(channels, "channels")
     dtype = tf.as_dtype(dtype)
     if dtype not in (tf.float32, tf.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype.name}")
@@ -377,43 +398,10 @@ def solve_exact(g, x, eps2, eps1=0.0, bounds=(0.0, 1.0), channels=1, dtype=tf.fl
     x = tf.cast(tf.convert_to_tensor(x), dtype)
     if g.shape.rank != 2 or x.shape.rank != 2 or g.shape != x.shape:
         raise ValueError(f"g and x must have the same shape (B, N), got {g.shape} and {x.shape}")
-    b, n = int(x.shape[0]), int(x.shape[1])
-    if channels > 1:
-        if n % channels:
-            raise ValueError(f"N={n} is not divisible by channels={channels}")
-        g, x = _to_rows(g, b, n, channels), _to_rows(x, b, n, channels)
-    if rtol is None:
-        rtol = 1e-13 if dtype == tf.float64 else 1e-6
-    y, primal, gap, gain, floor, viol, iters = _solve_rows(
-        g, x, tf.constant(eps2, dtype), tf.constant(eps1, dtype), tf.constant(bounds[0], dtype),
-        tf.constant(bounds[1], dtype), tf.constant(max_outer), tf.constant(max_inner),
-        tf.constant(max_mean), tf.constant(rtol, dtype), eps1 > 0)
-    if channels > 1:
-        y = _from_rows(y, b, n, channels)
-
-        def per_image(a, op=tf.reduce_sum):
-            return op(tf.reshape(a, (b, channels)), 1)
-
-        primal, gap, gain, floor = per_image(primal), per_image(gap), per_image(gain), per_image(floor)
-        viol, iters = per_image(viol, tf.reduce_max), per_image(iters, tf.reduce_max)
-    rel = tf.maximum(gap, 0.0) / tf.maximum(gain, floor)
-    ok = (rel <= gap_tol) & (viol <= feasibility_tol(dtype))
-    return ExactResult(y=y, primal=primal, dual=primal + gap, gap=gap, rel_gap=rel, violation=viol,
-                       iterations=iters, ok=ok)
-
-
-def exact_step_rows(g, x, eps2, eps1, bounds, interval, gap_tol=GAP_TOL, max_outer=100, max_inner=100,
-                    max_mean=60):
-    """Graph-friendly exact step for rows (B, N) float64 tensors (used inside PGAP's ``tf.function``).
-
-    ``eps2``, ``eps1`` may be tensors or variables; ``interval`` (Python bool)
-    selects the S1 interval (ε1 > 0).  Returns ``(y, ok)``: (B, N) and (B,) bool,
-    ``ok`` meaning relative gap ≤ ``gap_tol`` and violation ≤ :func:`feasibility_tol`.
-    """
-    dt = g.dtype
-    y, _, gap, gain, floor, viol, _ = _solve_rows(
-        g, x, tf.cast(eps2, dt), tf.cast(eps1, dt), tf.constant(bounds[0], dt), tf.constant(bounds[1], dt),
-        tf.constant(max_outer), tf.constant(max_inner), tf.constant(max_mean),
-        tf.constant(1e-13 if dt == tf.float64 else 1e-6, dt), bool(interval))
-    rel = tf.maximum(gap, 0.0) / tf.maximum(gain, floor)
-    return y, (rel <= gap_tol) & (viol <= feasibility_tol(dt))
+    if int(x.shape[1]) % channels:
+        raise ValueError(f"N={int(x.shape[1])} is not divisible by channels={channels}")
+    r = _solve_images(g, x, tf.constant(eps2, dtype), tf.constant(eps1, dtype), tf.constant(bounds[0], dtype),
+                      tf.constant(bounds[1], dtype), tf.constant(gap_tol, dtype), channels, eps1 > 0,
+                      max_outer, max_inner, max_mean)
+    return ExactResult(y=r["y"], primal=r["primal"], dual=r["primal"] + r["gap"], gap=r["gap"],
+                       rel_gap=r["rel_gap"], violation=r["violation"], iterations=r["iterations"], ok=r["ok"])

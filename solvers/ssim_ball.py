@@ -1,4 +1,4 @@
-r"""Geometry of the SSIM ball (NumPy, float64).
+r"""Geometry of the SSIM ball: one TensorFlow implementation (graph-safe, any float dtype) and its NumPy view.
 
 Notation (Pochimireddy, Siripuram & Channappayya, Eqs. 3-7, after Brunet,
 Vrscay & Wang, "On the mathematical properties of the structural similarity
@@ -47,6 +47,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import tensorflow as tf
+
+from .checks import check_real
 
 C1 = 0.01**2
 C2 = 0.03**2
@@ -56,6 +59,7 @@ __all__ = [
     "C2",
     "SSIMBall",
     "ssim_ball",
+    "ball_parameters",
     "luminance_similarity",
     "structure_similarity",
     "global_ssim",
@@ -64,18 +68,86 @@ __all__ = [
 
 
 def check_eps(eps2, eps1=0.0):
-    """Validate the ball radii: ``eps2`` in (0, 1), ``eps1`` in [0, 1).
+    """Validate the ball radii: ``eps2`` in (0, 1), ``eps1`` in [0, 1). Returns them as floats.
 
     Raises:
-        ValueError: when a radius is outside its range or not finite.
+        TypeError: a radius is not a real number (e.g. ``None``).
+        ValueError: a radius is outside its range or not finite.
     """
-    eps2 = float(eps2)
-    eps1 = float(eps1)
-    if not np.isfinite(eps2) or not 0.0 < eps2 < 1.0:
-        raise ValueError(f"eps2 (structure/contrast radius ε) must lie in (0, 1), got {eps2}")
-    if not np.isfinite(eps1) or not 0.0 <= eps1 < 1.0:
-        raise ValueError(f"eps1 (luminance radius) must lie in [0, 1), got {eps1}")
+    eps2 = check_real(eps2, "eps2 (structure/contrast radius ε)", 0.0, 1.0)
+    eps1 = check_real(eps1, "eps1 (luminance radius)", 0.0, 1.0, low_inclusive=True)
     return eps2, eps1
+
+
+def _as_dtype(v, dt):
+    """A radius as a tensor of ``dt`` (a Python float directly: ``tf.cast`` would round it to float32 first)."""
+    return tf.cast(v, dt) if tf.is_tensor(v) or isinstance(v, tf.Variable) else tf.constant(v, dt)
+
+
+def ball_parameters(x, eps2, eps1=0.0, c1=C1, c2=C2):
+    """The SSIM ball around each row of ``x`` (B, N), in TensorFlow (graph-safe; the one implementation).
+
+    Args:
+        x: (B, N) float tensor or array, anchor images (pixels in [0, 1]).
+        eps2: S2 radius in (0, 1) (S2 ≥ 1 − eps2²); eps1: S1 radius in [0, 1) (0 fixes the mean,
+            Eq. 9). Python floats, tensors or ``tf.Variable`` s (not checked here: see :func:`check_eps`).
+
+    Returns:
+        ``(mean (B,), centre (B, N), radius (B,), mean_low (B,), mean_high (B,))`` in the dtype of ``x``:
+        μx, the zero-mean centre η·x̃, the radius r of the S2 ball and the interval S1 allows for μy.
+    """
+    x = tf.convert_to_tensor(x)
+    dt = x.dtype
+    n = tf.cast(tf.shape(x)[1], dt)
+    eps2, eps1 = _as_dtype(eps2, dt), _as_dtype(eps1, dt)
+    mean = tf.reduce_mean(x, axis=1)
+    xt = x - mean[:, None]
+    eta = 1.0 / (1.0 - eps2**2)
+    radius = tf.sqrt((eta**2 - 1.0) * tf.reduce_sum(xt**2, 1) + eta * eps2**2 * n * c2)
+    t = 1.0 - eps1**2
+    half = tf.sqrt(tf.maximum(mean**2 * (1.0 / t**2 - 1.0) + c1 * (1.0 / t - 1.0), 0.0))
+    lo = tf.where(eps1 > 0, mean / t - half, mean)
+    hi = tf.where(eps1 > 0, mean / t + half, mean)
+    return mean, eta * xt, radius, lo, hi
+
+
+def _rows_pair(x, y):
+    """Both as (B, N) float64 tensors; ``eager`` says whether to hand NumPy back."""
+    eager = not (tf.is_tensor(x) or tf.is_tensor(y))
+    x = tf.cast(tf.convert_to_tensor(x), tf.float64)
+    y = tf.cast(tf.convert_to_tensor(y), tf.float64)
+    for name, a in (("x", x), ("y", y)):
+        if a.shape.rank != 2:
+            raise ValueError(f"{name} must have shape (B, N), got {tuple(a.shape)}")
+    return x, y, eager
+
+
+def _out(t, eager):
+    return t.numpy() if eager else t
+
+
+def luminance_similarity(x, y, c1=C1):
+    """S1(x, y) per row, Eq. 4 of the paper. ``x, y``: (B, N) arrays (→ NumPy) or tensors (→ tensor), float64."""
+    x, y, eager = _rows_pair(x, y)
+    mx, my = tf.reduce_mean(x, 1), tf.reduce_mean(y, 1)
+    return _out((2 * mx * my + c1) / (mx**2 + my**2 + c1), eager)
+
+
+def structure_similarity(x, y, c2=C2):
+    """S2(x, y) per row (contrast·structure term), Eq. 5. ``x, y``: (B, N). Returns (B,) float64."""
+    x, y, eager = _rows_pair(x, y)
+    xt = x - tf.reduce_mean(x, 1, keepdims=True)
+    yt = y - tf.reduce_mean(y, 1, keepdims=True)
+    n = tf.cast(tf.shape(x)[1], tf.float64)
+    num = tf.reduce_sum((xt - yt) ** 2, 1)
+    den = tf.reduce_sum(xt**2, 1) + tf.reduce_sum(yt**2, 1) + n * c2
+    return _out(1.0 - num / den, eager)
+
+
+def global_ssim(x, y, c1=C1, c2=C2):
+    """Global (one-window) SSIM = S1·S2 of Brunet et al., per row. (B, N) → (B,) float64."""
+    x, y, eager = _rows_pair(x, y)
+    return _out(luminance_similarity(x, y, c1) * structure_similarity(x, y, c2), eager)
 
 
 def _as_2d(a, name):
@@ -85,32 +157,9 @@ def _as_2d(a, name):
     return a
 
 
-def luminance_similarity(x, y, c1=C1):
-    """S1(x, y) per row, Eq. 4 of the paper. ``x, y``: (B, N). Returns (B,)."""
-    x, y = _as_2d(x, "x"), _as_2d(y, "y")
-    mx, my = x.mean(1), y.mean(1)
-    return (2 * mx * my + c1) / (mx**2 + my**2 + c1)
-
-
-def structure_similarity(x, y, c2=C2):
-    """S2(x, y) per row (contrast·structure term), Eq. 5. ``x, y``: (B, N). Returns (B,)."""
-    x, y = _as_2d(x, "x"), _as_2d(y, "y")
-    xt = x - x.mean(1, keepdims=True)
-    yt = y - y.mean(1, keepdims=True)
-    n = x.shape[1]
-    num = np.sum((xt - yt) ** 2, 1)
-    den = np.sum(xt**2, 1) + np.sum(yt**2, 1) + n * c2
-    return 1.0 - num / den
-
-
-def global_ssim(x, y, c1=C1, c2=C2):
-    """Global (one-window) SSIM ≈ S1·S2 of Brunet et al., per row. Returns (B,)."""
-    return luminance_similarity(x, y, c1) * structure_similarity(x, y, c2)
-
-
 @dataclass(frozen=True)
 class SSIMBall:
-    """The SSIM ball around each row of ``x``.
+    """The SSIM ball around each row of ``x`` (NumPy view of :func:`ball_parameters`).
 
     Attributes:
         x: (B, N) float64, the anchor images.
@@ -156,7 +205,7 @@ class SSIMBall:
 
 
 def ssim_ball(x, eps2, eps1=0.0, c1=C1, c2=C2) -> SSIMBall:
-    """Centre, radius and mean interval of the SSIM ball around each row of ``x``.
+    """Centre, radius and mean interval of the SSIM ball around each row of ``x`` (NumPy, float64).
 
     Args:
         x: (B, N) array-like, anchor images (pixels in [0, 1]).
@@ -165,20 +214,9 @@ def ssim_ball(x, eps2, eps1=0.0, c1=C1, c2=C2) -> SSIMBall:
             (0 fixes the mean, Eq. 9).
 
     Raises:
-        ValueError: bad shape or radii.
+        ValueError / TypeError: bad shape or radii.
     """
     eps2, eps1 = check_eps(eps2, eps1)
     x = _as_2d(x, "x")
-    n = x.shape[1]
-    mean = x.mean(1)
-    xt = x - mean[:, None]
-    eta = 1.0 / (1.0 - eps2**2)
-    radius = np.sqrt((eta**2 - 1.0) * np.sum(xt**2, 1) + eta * eps2**2 * n * c2)
-    if eps1 == 0.0:
-        lo = hi = mean
-    else:
-        t = 1.0 - eps1**2
-        half = np.sqrt(mean**2 * (1.0 / t**2 - 1.0) + c1 * (1.0 / t - 1.0))
-        lo, hi = mean / t - half, mean / t + half
-    return SSIMBall(x=x, eps2=eps2, eps1=eps1, mean=mean, centre=eta * xt, radius=radius,
-                    mean_low=np.asarray(lo), mean_high=np.asarray(hi))
+    mean, centre, radius, lo, hi = (t.numpy() for t in ball_parameters(tf.constant(x), eps2, eps1, c1, c2))
+    return SSIMBall(x=x, eps2=eps2, eps1=eps1, mean=mean, centre=centre, radius=radius, mean_low=lo, mean_high=hi)

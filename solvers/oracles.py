@@ -1,0 +1,386 @@
+r"""Linear oracles: maximise :math:`g\cdot y` over a convex set anchored at :math:`x`, row by row.
+
+A *linear oracle* is the step of every conditional-gradient method in this project: PGAP (the SSIM ball
+∩ pixel box, solved exactly), FPGAP (its closed form) and, later, Frank–Wolfe attacks over ℓ1 or ℓ2
+balls.  The attack loop (``tfperceptual.attacks``) is written once against :class:`LinearOracle`;
+an oracle holds the set's parameters and answers
+
+    y = argmax_{y ∈ C(x)} g·y,    g, x: (B, N) tensors,
+
+with a per-row verdict ``ok`` (certified or verified; a caller never uses a row that is not) and a
+message where it is not.  Rows are images flattened channels-last; with ``channels = C`` each colour
+channel is its own set (the SSIM ball is per channel), see :mod:`solvers.rows`.
+
+Oracles here:
+
+* :class:`ExactSSIMOracle` — the project's batched exact solver (:mod:`solvers.exact`), certified by a
+  duality gap; graph-pure (runs inside ``tf.function``).
+* :class:`ClosedFormSSIMOracle` — FPGAP's closed form (:mod:`solvers.closed_form`); graph-pure.
+* :class:`CvxpySSIMOracle` — the same QCQP by CVXPY (ECOS, then Clarabel), the reference; it runs
+  through ``tf.numpy_function`` (not graph-pure: Python runs at every call).
+
+:func:`maximize_linear_over_ssim_ball` is the NumPy entry point over the three.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+from .checks import check_choice, check_positive_int, check_real
+from .closed_form import closed_form_step
+from .exact import GAP_TOL, ExactResult, _solve_images
+from .qcqp_cvxpy import SolverError, solve_qcqp_batch
+from .rows import from_rows, merge_channels, split_channels, to_rows
+from .ssim_ball import check_eps
+
+__all__ = ["OracleResult", "LinearOracle", "SSIMBallOracle", "ExactSSIMOracle", "ClosedFormSSIMOracle",
+           "CvxpySSIMOracle", "ssim_ball_oracle", "cvxpy_solver_names", "maximize_linear_over_ssim_ball", "METHODS"]
+
+#: the methods of :func:`maximize_linear_over_ssim_ball` and :func:`ssim_ball_oracle`
+METHODS = ("exact", "cvxpy", "closed_form")
+
+
+class OracleResult(NamedTuple):
+    """What a :class:`LinearOracle` returns for a batch of B rows.
+
+    Attributes:
+        y: (B, N) tensor of the oracle's dtype, the maximiser (rows with ``ok = False`` must not be used).
+        ok: (B,) bool tensor, the row is certified (exact) or verified (CVXPY); always true for a
+            closed form.
+        message: (B,) string tensor, why a row is not ``ok`` (empty where it is).
+    """
+
+    y: tf.Tensor
+    ok: tf.Tensor
+    message: tf.Tensor
+
+
+class LinearOracle(abc.ABC):
+    """Maximise g·y over a convex set C(x) anchored at each row x (abstract).
+
+    Subclasses implement :meth:`maximize` on tensors of :attr:`dtype`.  ``graph_pure`` says whether it
+    runs inside ``tf.function`` without Python side effects; ``respects_box`` whether every answer lies in
+    :attr:`bounds` (a caller may then clip float rounding away).
+
+    Args:
+        bounds: the pixel box (low, high), low < high.
+        channels: C ≥ 1; rows are images flattened channels-last and each channel is its own set.
+        dtype: ``"float64"`` (default) or ``"float32"``, the precision the oracle works in.
+    """
+
+    graph_pure = True
+    respects_box = True
+
+    def __init__(self, bounds=(0.0, 1.0), channels=1, dtype="float64"):
+        b0 = check_real(bounds[0], "bounds[0]")
+        b1 = check_real(bounds[1], "bounds[1]")
+        if not b0 < b1:
+            raise ValueError(f"bounds must satisfy low < high, got {tuple(bounds)}")
+        self.bounds = (b0, b1)
+        self.channels = check_positive_int(channels, "channels")
+        self.dtype = tf.as_dtype(dtype)
+        if self.dtype not in (tf.float32, tf.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype.name}")
+
+    @abc.abstractmethod
+    def maximize(self, g, x) -> OracleResult:
+        """Maximiser of ``g·y`` over C(x) for rows ``g``, ``x`` of shape (B, N) and :attr:`dtype`."""
+
+    def __call__(self, g, x) -> OracleResult:
+        """:meth:`maximize` after casting ``g`` and ``x`` to :attr:`dtype`."""
+        return self.maximize(tf.cast(g, self.dtype), tf.cast(x, self.dtype))
+
+    def trace_key(self):
+        """Python values that shape the oracle's graph: a traced caller must retrace when they change."""
+        return ()
+
+
+class SSIMBallOracle(LinearOracle):
+    r"""An oracle over the SSIM ball {S1(x, y) ≥ 1 − ε1², S2(x, y) ≥ 1 − ε2²} ∩ the pixel box (abstract).
+
+    The radii live in ``tf.Variable`` s, so assigning :attr:`eps2` / :attr:`eps1` between calls reuses
+    every traced graph (an ε sweep traces once).  ``eps1 = 0`` fixes the mean (the paper's Eq. 9).
+
+    Raises:
+        ValueError / TypeError: radii out of range ((0, 1) and [0, 1)), bad bounds or channels.
+    """
+
+    def __init__(self, eps2, eps1=0.0, bounds=(0.0, 1.0), channels=1, dtype="float64"):
+        super().__init__(bounds, channels, dtype)
+        eps2, eps1 = check_eps(eps2, eps1)
+        self._eps2 = tf.Variable(eps2, dtype=tf.float64, trainable=False, name="eps2")
+        self._eps1 = tf.Variable(eps1, dtype=tf.float64, trainable=False, name="eps1")
+        self._eps_values = (eps2, eps1)
+
+    @property
+    def eps2(self) -> float:
+        """S2 radius ε in (0, 1)."""
+        return self._eps_values[0]
+
+    @eps2.setter
+    def eps2(self, value):
+        value, _ = check_eps(value, self._eps_values[1])
+        self._eps2.assign(value)
+        self._eps_values = (value, self._eps_values[1])
+
+    @property
+    def eps1(self) -> float:
+        """S1 radius in [0, 1); 0 keeps the mean."""
+        return self._eps_values[1]
+
+    @eps1.setter
+    def eps1(self, value):
+        _, value = check_eps(self._eps_values[0], value)
+        self._eps1.assign(value)
+        self._eps_values = (self._eps_values[0], value)
+
+    def trace_key(self):
+        # the exact solver's mean search is a different graph for ε1 > 0 (an interval) and ε1 = 0
+        return (self.eps1 > 0,)
+
+    def _radii(self):
+        # read_value(): tensors, never the variables themselves (a traced solver must not capture an oracle's
+        # variables: the function outlives the oracle)
+        return tf.cast(self._eps2.read_value(), self.dtype), tf.cast(self._eps1.read_value(), self.dtype)
+
+
+class ExactSSIMOracle(SSIMBallOracle):
+    """PGAP's step solved exactly by the project's batched solver (:mod:`solvers.exact`); graph-pure.
+
+    A row is ``ok`` when its Lagrangian certificate proves it optimal to a relative gap ≤ ``gap_tol`` and it
+    violates no constraint by more than :func:`solvers.exact.feasibility_tol`.
+
+    Args:
+        eps2, eps1, bounds, channels, dtype: see :class:`SSIMBallOracle`.
+        gap_tol: relative duality gap each row must certify, > 0 (default 1e-6).
+    """
+
+    def __init__(self, eps2, eps1=0.0, bounds=(0.0, 1.0), channels=1, dtype="float64", gap_tol=GAP_TOL):
+        super().__init__(eps2, eps1, bounds, channels, dtype)
+        self.gap_tol = check_real(gap_tol, "gap_tol", 0.0, None)
+
+    def certify(self, g, x) -> dict:
+        """The exact step with its certificate: dict of tensors ``y`` (B, N) and, per row (image),
+        ``primal``, ``gap``, ``gain``, ``rel_gap``, ``violation``, ``iterations``, ``ok``."""
+        g, x = tf.cast(g, self.dtype), tf.cast(x, self.dtype)
+        eps2, eps1 = self._radii()
+        dt = self.dtype
+        return _solve_images(g, x, eps2, eps1, tf.constant(self.bounds[0], dt), tf.constant(self.bounds[1], dt),
+                             tf.constant(self.gap_tol, dt), self.channels, self.eps1 > 0)
+
+    def maximize(self, g, x) -> OracleResult:
+        r = self.certify(g, x)
+        why = tf.strings.join(["exact solver could not certify the step: relative duality gap ",
+                               tf.strings.as_string(r["rel_gap"], precision=3, scientific=True),
+                               f" (tolerance {self.gap_tol:g}), constraint violation ",
+                               tf.strings.as_string(r["violation"], precision=3, scientific=True)])
+        return OracleResult(r["y"], r["ok"], tf.where(r["ok"], tf.constant(""), why))
+
+
+class ClosedFormSSIMOracle(SSIMBallOracle):
+    """FPGAP's closed-form step (the paper's Eq. 10, :mod:`solvers.closed_form`); graph-pure, always ``ok``.
+
+    Args:
+        eps2, eps1, bounds, channels, dtype: see :class:`SSIMBallOracle`.
+        project_gradient: use g − mean(g) (the exact maximiser without the box); ``False`` is the
+            paper's literal Eq. 10.
+        box: ``"restore"`` (exactly feasible), ``"clip"`` (the paper's clipping; may leave the ball) or
+            ``"ignore"`` (no box: answers may leave [0, 1]).
+    """
+
+    def __init__(self, eps2, eps1=0.0, bounds=(0.0, 1.0), channels=1, dtype="float64", project_gradient=True,
+                 box="restore"):
+        super().__init__(eps2, eps1, bounds, channels, dtype)
+        self.box = check_choice(box, "box", ("restore", "clip", "ignore"))
+        self.project_gradient = bool(project_gradient)
+        self.respects_box = box != "ignore"
+
+    def maximize(self, g, x) -> OracleResult:
+        eps2, eps1 = self._radii()
+        c = self.channels
+        y = from_rows(closed_form_step(to_rows(g, c), to_rows(x, c), eps2, eps1, self.bounds,
+                                       project_gradient=self.project_gradient, box=self.box), c)
+        n = tf.shape(g)[:1]
+        return OracleResult(y, tf.ones(n, tf.bool), tf.fill(n, ""))
+
+
+class CvxpySSIMOracle(SSIMBallOracle):
+    """The SSIM-ball QCQP solved by CVXPY, one image at a time (:mod:`solvers.qcqp_cvxpy`): the reference.
+
+    Every answer must have status ``optimal`` and pass a feasibility check, else the next solver is tried;
+    a row no solver solves verifiably is not ``ok`` (its message lists what each solver said).  Inside a
+    graph it runs through ``tf.numpy_function`` (``graph_pure = False``).
+
+    Args:
+        eps2, eps1, bounds, channels: see :class:`SSIMBallOracle` (float64 only).
+        solver: a CVXPY solver name or sequence tried in order (default ``("ECOS", "CLARABEL")``).
+    """
+
+    graph_pure = False
+
+    def __init__(self, eps2, eps1=0.0, bounds=(0.0, 1.0), channels=1, solver=None):
+        super().__init__(eps2, eps1, bounds, channels, "float64")
+        if solver is None or isinstance(solver, str):
+            self.solvers = None if solver in (None, "cvxpy") else (solver.upper(),)
+        else:
+            self.solvers = tuple(str(s).upper() for s in solver)
+            if not self.solvers:
+                raise ValueError("solver must name at least one CVXPY solver")
+
+    def solve_numpy(self, g, x, eps2=None, eps1=None):
+        """NumPy rows (B, N) float64 → ``(y, ok, messages)``; rows that failed keep ``x`` in ``y``.
+        ``eps2``, ``eps1`` default to the oracle's radii."""
+        c = self.channels
+        eps2 = self.eps2 if eps2 is None else float(eps2)
+        eps1 = self.eps1 if eps1 is None else float(eps1)
+        res = solve_qcqp_batch(split_channels(g, c), split_channels(x, c), eps2, eps1, self.bounds,
+                               solver=self.solvers)
+        ok = res.ok.reshape(-1, c).all(1)
+        y = merge_channels(np.where(res.ok[:, None], res.y, split_channels(x, c)), c)
+        messages = ["" if ok[i] else "solver failed: " + "; ".join(m for m in res.messages[i * c:(i + 1) * c] if m)
+                    for i in range(len(ok))]
+        return y, ok, messages
+
+    def maximize(self, g, x) -> OracleResult:
+        def run(g_np, x_np, eps2, eps1):  # the radii as the variables hold them when the graph runs
+            y, ok, messages = self.solve_numpy(g_np, x_np, eps2, eps1)
+            return y, ok, np.asarray(messages, dtype=object).astype(bytes)
+
+        y, ok, message = tf.numpy_function(run, [g, x, *self._radii()], [tf.float64, tf.bool, tf.string],
+                                           stateful=True)
+        y = tf.ensure_shape(y, g.shape)
+        return OracleResult(y, tf.ensure_shape(ok, g.shape[:1]), tf.ensure_shape(message, g.shape[:1]))
+
+
+def ssim_ball_oracle(method, eps2, eps1=0.0, bounds=(0.0, 1.0), channels=1, solver=None, gap_tol=None,
+                     dtype="float64", project_gradient=True, box="restore") -> SSIMBallOracle:
+    """The SSIM-ball oracle of ``method`` (``"exact"``, ``"closed_form"``, ``"cvxpy"``, or a CVXPY solver
+    name such as ``"ECOS"`` / ``"CLARABEL"``, which means ``"cvxpy"`` with that solver first and only).
+
+    Raises:
+        ValueError: an unknown method; the options of the oracle (see each class).
+    """
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a string, got {method!r}")
+    if method == "exact":
+        return ExactSSIMOracle(eps2, eps1, bounds, channels, dtype, GAP_TOL if gap_tol is None else gap_tol)
+    if method == "closed_form":
+        return ClosedFormSSIMOracle(eps2, eps1, bounds, channels, dtype, project_gradient, box)
+    if method == "cvxpy" or method.upper() in cvxpy_solver_names():
+        return CvxpySSIMOracle(eps2, eps1, bounds, channels, solver if method == "cvxpy" else method)
+    raise ValueError(f"method must be one of {METHODS} or a CVXPY solver name "
+                     f"({', '.join(sorted(cvxpy_solver_names()))}), got {method!r}")
+
+
+def cvxpy_solver_names():
+    """Solver names CVXPY knows (installed or not): what ``solver=`` may name."""
+    try:
+        import cvxpy as cp
+    except ImportError:  # pragma: no cover - cvxpy is a dependency
+        return {"ECOS", "CLARABEL"}
+    return {str(s).upper() for s in getattr(cp.settings, "SOLVERS", [])} | {"ECOS", "CLARABEL"}
+
+
+def _check_inputs(g, x, bounds):
+    g = np.asarray(g)
+    x = np.asarray(x)
+    for name, a in (("g", g), ("x", x)):
+        if a.ndim != 2:
+            raise ValueError(f"{name} must have shape (B, N), got {a.shape}")
+        if not np.issubdtype(a.dtype, np.floating):
+            raise TypeError(f"{name} must be a float array, got dtype {a.dtype}")
+    if g.shape != x.shape:
+        raise ValueError(f"g and x must have the same shape, got {g.shape} and {x.shape}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"g and x must hold at least one row of at least one pixel, got shape {x.shape}")
+    for name, a in (("g", g), ("x", x)):
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{name} contains NaN or Inf")
+    b0, b1 = check_real(bounds[0], "bounds[0]"), check_real(bounds[1], "bounds[1]")
+    if not b0 < b1:
+        raise ValueError(f"bounds must satisfy low < high, got {bounds}")
+    if x.min() < b0 or x.max() > b1:
+        raise ValueError(f"x has pixels outside bounds {bounds}: range [{x.min()}, {x.max()}]")
+    return g.astype(np.float64), x.astype(np.float64), (b0, b1)
+
+
+def maximize_linear_over_ssim_ball(g, x, eps2, eps1=0.0, bounds=(0.0, 1.0), method="exact",
+                                   solver=None, channels=1, project_gradient=True,
+                                   box="restore", dtype="float64", gap_tol=None,
+                                   return_certificate=False):
+    """Maximise ``g·y`` over {S1(x, y) ≥ 1 − eps1², S2(x, y) ≥ 1 − eps2², y ∈ box}, per row.
+
+    This is the linear step of PGAP (paper's Eq. 8-9) and, in closed form,
+    of FPGAP (Eq. 10): the NumPy entry point over the oracles of this module.
+
+    Args:
+        g: (B, N) float NumPy array, the linear objective (a loss gradient); B, N ≥ 1.
+        x: (B, N) float NumPy array, anchor images with pixels in ``bounds``.
+        eps2: S2 (structure/contrast) radius ε in (0, 1).
+        eps1: S1 (luminance) radius in [0, 1); 0 keeps the mean of x (Eq. 9).
+        bounds: the pixel box, default (0, 1).
+        method: ``"exact"`` (default): the project's batched exact solver
+            in TensorFlow with a duality-gap certificate (:class:`ExactSSIMOracle`);
+            ``"cvxpy"``: the same QCQP by CVXPY (:class:`CvxpySSIMOracle`);
+            ``"closed_form"``: Eq. 10 with the gradient projected onto zero-mean vectors,
+            made feasible for the box (:class:`ClosedFormSSIMOracle`).
+        solver: CVXPY solver name or sequence (default ECOS, then Clarabel).
+        channels: C ≥ 1; C > 1 treats N as H·W·C channels-last pixels with one SSIM
+            ball per colour channel (the problem separates by channel).
+        project_gradient, box: options of the closed form (paper's literal
+            form: ``project_gradient=False, box="clip"``).
+        dtype: ``"float64"`` (default) or ``"float32"``, the precision of the
+            exact solver.
+        gap_tol: relative duality gap (> 0) the exact solver must certify
+            (default :data:`solvers.exact.GAP_TOL` = 1e-6).
+        return_certificate: also return the exact solver's
+            :class:`solvers.exact.ExactResult` (primal, dual bound, gap, violation per row);
+            only with ``method="exact"`` (CVXPY's answers are verified for feasibility, not certified
+            by a dual bound; the closed form is not an optimum when the box binds).
+
+    Returns:
+        y: (B, N) float64 array (or ``(y, certificate)``, see above).
+
+    Raises:
+        ValueError / TypeError: bad shapes, dtypes, empty batches, NaN/Inf, pixels outside
+            bounds, ε outside its range (or not a number), unknown method, ``channels`` < 1,
+            ``return_certificate`` with another method than ``"exact"``.
+        SolverError: the exact solver could not certify some rows (gap or
+            feasibility above tolerance), or the CVXPY solvers failed or returned
+            an unverified point for some rows (``err.failed`` lists them, ``err.partial`` holds the
+            other rows' solutions, NaN for the failed ones).
+    """
+    eps2, eps1 = check_eps(eps2, eps1)
+    check_choice(method, "method", METHODS)
+    if return_certificate and method != "exact":
+        raise ValueError(f"return_certificate=True needs method='exact' (got {method!r}): only the exact "
+                         "solver certifies its answers with a dual bound")
+    g, x, bounds = _check_inputs(g, x, bounds)
+    oracle = ssim_ball_oracle(method, eps2, eps1, bounds, channels, solver=solver, gap_tol=gap_tol, dtype=dtype,
+                              project_gradient=project_gradient, box=box)
+    if method == "exact":
+        r = oracle.certify(tf.constant(g), tf.constant(x))
+        res = ExactResult(y=r["y"], primal=r["primal"], dual=r["primal"] + r["gap"], gap=r["gap"],
+                          rel_gap=r["rel_gap"], violation=r["violation"], iterations=r["iterations"], ok=r["ok"])
+        y = res.y.numpy().astype(np.float64)
+        ok = res.ok.numpy()
+        if not ok.all():
+            bad = np.flatnonzero(~ok).tolist()
+            msgs = [f"row {i}: relative gap {res.rel_gap.numpy()[i]:.3g}, violation {res.violation.numpy()[i]:.3g}"
+                    for i in bad]
+            raise SolverError("exact SSIM-ball solver could not certify rows " + str(bad) + ": " + "; ".join(msgs[:3]),
+                              failed=bad, messages=msgs, partial=np.where(ok[:, None], y, np.nan))
+        return (y, res) if return_certificate else y
+    if method == "closed_form":
+        return oracle(tf.constant(g), tf.constant(x)).y.numpy()
+    y, ok, messages = oracle.solve_numpy(g, x)
+    if not ok.all():
+        bad = np.flatnonzero(~ok).tolist()
+        raise SolverError(f"SSIM-ball QCQP failed for rows {bad}: " + " | ".join(messages[i] for i in bad[:3]),
+                          failed=bad, messages=[messages[i] for i in bad],
+                          partial=np.where(ok[:, None], y, np.nan))
+    return y
