@@ -53,9 +53,9 @@ def main():
     import tensorflow as tf
 
     from tfperceptual.attacks import FPGAP
-    from tfperceptual.baselines import FoolboxAttack
+    from tfperceptual.attacks import FoolboxAttack
     from tfperceptual.datasets import load_sample
-    from tfperceptual.zoo import mnist_cnn
+    from tfperceptual.models import mnist_cnn
 
     model = mnist_cnn()
     x, _ = load_sample("mnist")

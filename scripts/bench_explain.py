@@ -31,7 +31,7 @@ def main(argv=None):
     from tfperceptual.datasets import load_imagenet_val
     from tfperceptual.explain import PerceptualBall
     from tfperceptual.io_utils import atomic_write_json
-    from tfperceptual.zoo import imagenet_mobilenet
+    from tfperceptual.models import imagenet_mobilenet
 
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     a, b = (int(v) for v in args.layers.split(":"))

@@ -141,7 +141,7 @@ def main(argv=None):
     shares = {}
     if not args.skip_models:
         from tfperceptual.datasets import load_cifar10, load_imagenet_val, load_sample
-        from tfperceptual.zoo import cifar10_cnn, imagenet_mobilenet, mnist_cnn
+        from tfperceptual.models import cifar10_cnn, imagenet_mobilenet, mnist_cnn
 
         for name, model, imgs in (("mnist", mnist_cnn(), load_sample("mnist")[0][:64]),
                                   ("cifar10", cifar10_cnn(), load_cifar10("test")[0][:64]),

@@ -15,7 +15,7 @@ import time
 import numpy as np
 from scipy import ndimage
 
-from tfperceptual import benchmarks as bm
+from tfperceptual.evaluation import saliency_metrics as bm
 
 
 def per_alpha_success(maps, boxes):

@@ -31,12 +31,12 @@ def main(argv=None):
     import xplique
     from xplique.metrics import Deletion, Insertion
 
-    from tfperceptual import benchmarks as bm
+    from tfperceptual.evaluation import saliency_metrics as bm
     from tfperceptual.datasets import load_imagenet_val
     from tfperceptual.io_utils import atomic_write_json
-    from tfperceptual.model_adapter import as_logits_model
-    from tfperceptual.saliency import saliency_maps
-    from tfperceptual.zoo import imagenet_mobilenet
+    from tfperceptual.models import as_logits_model
+    from tfperceptual.explain import saliency_maps
+    from tfperceptual.models import imagenet_mobilenet
 
     model = imagenet_mobilenet()
     x, y = load_imagenet_val(with_boxes=False, limit=args.n)

@@ -29,11 +29,11 @@ def main(argv=None):
     ap.add_argument("--out", default="docs/explain_layers")
     args = ap.parse_args(argv)
 
-    from tfperceptual import benchmarks as bm
+    from tfperceptual.evaluation import saliency_metrics as bm
     from tfperceptual.datasets import load_imagenet_val
     from tfperceptual.explain import PerceptualBall, activation_layers
     from tfperceptual.io_utils import atomic_savefig, atomic_write_json, atomic_write_text
-    from tfperceptual.zoo import imagenet_mobilenet
+    from tfperceptual.models import imagenet_mobilenet
 
     out = Path(args.out)
     (out / "cache").mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def mnist_model():
-    from tfperceptual.zoo import mnist_cnn
+    from tfperceptual.models import mnist_cnn
 
     return mnist_cnn()
 
@@ -32,3 +32,20 @@ def mnist_batch(mnist_sample, mnist_model):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """``run_cli(argv) -> (exit status, stdout, stderr)`` of ``tfperceptual argv`` (argparse's exits included)."""
+    from tfperceptual import cli
+
+    def run(argv):
+        capsys.readouterr()
+        try:
+            code = cli.main([str(a) for a in argv])
+        except SystemExit as e:
+            code = e.code
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from solvers import ssim_ball
 from tfperceptual.attacks import FPGAP, PGAP, AttackResult
@@ -74,15 +75,18 @@ def test_larger_eps_fools_more(mnist_model, mnist_batch):
 
 def test_pgap_objective_step_beats_fpgap_step(mnist_model, mnist_batch):
     """One exact step moves at least as far along the gradient as the closed-form step."""
-    import tensorflow as tf
 
     from solvers import maximize_linear_over_ssim_ball
 
+    from tfperceptual.attacks import attack_loss
+
     x, y = mnist_batch
     x = x[:4]
-    atk = FPGAP(mnist_model, eps=0.3)
-    g, _ = atk._loss_grad(tf.constant(x), tf.constant(y[:4]), tf.constant(y[:4]), False)
-    g = g.numpy().reshape(4, -1).astype(np.float64)
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        loss = tf.reduce_sum(attack_loss(mnist_model(xt), tf.constant(y[:4]), None, "cw", 50.0))
+    g = tape.gradient(loss, xt).numpy().reshape(4, -1).astype(np.float64)
     xr = x.reshape(4, -1).astype(np.float64)
     y_exact = maximize_linear_over_ssim_ball(g, xr, 0.3, method="cvxpy")
     y_cf = maximize_linear_over_ssim_ball(g, xr, 0.3, method="closed_form")
@@ -111,9 +115,9 @@ def test_sequential_and_softmax_models_work(mnist_model, mnist_batch):
 
 
 def test_solver_failure_on_one_image_keeps_the_rest(mnist_model, mnist_batch, monkeypatch):
-    import tfperceptual.attacks as attacks_mod
+    import solvers.oracles as oracles_mod
 
-    real = attacks_mod.solve_qcqp_batch
+    real = oracles_mod.solve_qcqp_batch
     calls = []
 
     def flaky(g, x, *a, **k):
@@ -126,7 +130,7 @@ def test_solver_failure_on_one_image_keeps_the_rest(mnist_model, mnist_batch, mo
         res.messages[0] = "ECOS: status infeasible_inaccurate"
         return res
 
-    monkeypatch.setattr(attacks_mod, "solve_qcqp_batch", flaky)
+    monkeypatch.setattr(oracles_mod, "solve_qcqp_batch", flaky)  # looked up when the step runs
     x, y = mnist_batch
     res = PGAP(mnist_model, eps=0.4, steps=3, solver="cvxpy")(x[:3], y[:3])
     assert res.failed[0] and not res.success[0] and "infeasible_inaccurate" in res.messages[0]
@@ -161,7 +165,7 @@ def test_eps_out_of_range_raises(mnist_model, eps):
 
 
 def test_non_differentiable_model_raises():
-    from tfperceptual.model_adapter import NotDifferentiableError
+    from tfperceptual.models import NotDifferentiableError
 
     inp = keras.Input((28, 28, 1))
     h = keras.layers.Lambda(lambda t: keras.ops.stop_gradient(t))(inp)
@@ -209,9 +213,19 @@ def test_pgap_exact_step_equals_the_cvxpy_step(mnist_model, mnist_batch):
     np.testing.assert_allclose(exact.adversarial, ref.adversarial, atol=2e-5)
 
 
-def test_pgap_exact_uncertified_step_fails_the_image_and_keeps_the_last_iterate(mnist_model, mnist_batch):
+def test_pgap_exact_uncertified_step_fails_the_image_and_keeps_the_last_iterate(mnist_model, mnist_batch,
+                                                                                 monkeypatch):
+    from solvers.oracles import ExactSSIMOracle
+
+    real = ExactSSIMOracle.certify
+
+    def refused(self, g, x):  # the solver's answer with every certificate refused
+        r = real(self, g, x)
+        return {**r, "ok": tf.zeros_like(r["ok"])}
+
+    monkeypatch.setattr(ExactSSIMOracle, "certify", refused)
     x, y = mnist_batch
-    res = PGAP(mnist_model, eps=0.3, steps=3, gap_tol=-1.0)(x[:3], y[:3])  # no gap can meet it
+    res = PGAP(mnist_model, eps=0.3, steps=3)(x[:3], y[:3])
     assert res.failed.all() and not res.success.any()
     assert "certify" in res.messages[0]
     np.testing.assert_array_equal(res.adversarial, x[:3])

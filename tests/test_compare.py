@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tfperceptual import cli
-from tfperceptual.compare import interpolate_at
+from tfperceptual.protocols.compare import interpolate_at
 
 
 def test_compare_cli_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
@@ -21,11 +21,11 @@ def test_compare_cli_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
     for p in res["points"]:
         assert 0 <= p["fooling_rate"] <= 1 and 0 < p["mean_ssim"] <= 1 and p["n"] == 12
     report = (out / "report.md").read_text()
-    assert "Table II" in report and "Table III" in report and "| paper |" in report
+    assert "Table II" in report and "Table III" in report and "| paper (" in report
     assert (out / "fooling_vs_ssim.png").stat().st_size > 1000
     assert (out / "fooling_vs_psnr.png").stat().st_size > 1000
     # second run: every point comes from the cache, no attack is built
-    import tfperceptual.compare as compare_mod
+    import tfperceptual.protocols.compare as compare_mod
 
     def boom(*a, **k):
         raise AssertionError("attack rebuilt although cached")
@@ -42,11 +42,10 @@ def test_interpolation_and_not_reached():
     assert math.isnan(interpolate_at(pts, "a", "mean_ssim", 0.95))
 
 
-def test_cli_rejects_bad_arguments(capsys):
-    with pytest.raises(SystemExit):
-        cli.main(["compare", "--attacks", "fpgap,bogus"])
-    with pytest.raises(SystemExit):
-        cli.main(["compare", "--eps", "bogus=0.1"])
+def test_cli_rejects_bad_arguments(run_cli):
+    for argv, argument in ((["compare", "--attacks", "fpgap,bogus"], "--attacks"), (["compare", "--eps", "bogus=0.1"], "--eps")):
+        code, _, err = run_cli(argv)
+        assert code == 2 and f"argument {argument}" in err and len(err.strip().splitlines()) == 1
 
 
 def test_compare_on_imagenet_with_the_zoo_mobilenet(tmp_path):

@@ -6,8 +6,9 @@ import pytest
 import scipy.ndimage
 import tensorflow as tf
 
-from tfperceptual.explain import (PerceptualBall, activation_layers, blur_saliency, feature_model,
-                                  perturbation_saliency)
+from tfperceptual.explain import PerceptualBall, perturbation_saliency
+from tfperceptual.image_ops import blur_saliency
+from tfperceptual.models import activation_layers, feature_model
 
 
 def test_activation_layers_list_relu_outputs_in_order(mnist_model):
@@ -30,7 +31,7 @@ def test_layers_by_name_and_by_activation_index_pick_the_same_tensors(mnist_mode
     for a, b in zip(by_name(x[:4]), by_index(x[:4])):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # and they are the activations of those layers
-    direct = keras.Model(mnist_model.inputs, mnist_model.get_layer("conv1").output)(x[:4])
+    direct = keras.Model(mnist_model.inputs[0], mnist_model.get_layer("conv1").output)(x[:4])
     np.testing.assert_allclose(np.asarray(by_name(x[:4])[1]), np.asarray(direct), rtol=1e-6)
 
 
@@ -84,7 +85,7 @@ def test_loss_reported_is_eq5(mnist_model, mnist_batch):
     x, y = mnist_batch
     pb = PerceptualBall(mnist_model, layers=["conv2"], lambda_perceptual=50.0, lambda_pixel=3.0, steps=10)
     e = pb(x[:4], y[:4])
-    fm = keras.Model(mnist_model.inputs, mnist_model.get_layer("conv2").output)
+    fm = keras.Model(mnist_model.inputs[0], mnist_model.get_layer("conv2").output)
     perc = np.mean((fm(e.perturbed).numpy() - fm(x[:4]).numpy()) ** 2, axis=(1, 2, 3))
     pix = np.mean((e.perturbed - x[:4]) ** 2, axis=(1, 2, 3))
     np.testing.assert_allclose(e.loss, (e.margin + 2.0) ** 2 + 50.0 * perc + 3.0 * pix, rtol=1e-4)
@@ -190,7 +191,7 @@ def test_the_perceptual_term_concentrates_the_perturbation_on_the_object():
     dense) against the perceptual ball (ReLU 4–9, λ′ = 1e3). Statistics: the share of the perturbation's
     energy inside the ground-truth boxes, and the fraction of pixels holding 90 % of it."""
     from tfperceptual.datasets import load_imagenet_val
-    from tfperceptual.zoo import imagenet_mobilenet
+    from tfperceptual.models import imagenet_mobilenet
 
     model = imagenet_mobilenet()
     x, y, boxes, _ = load_imagenet_val(limit=8)

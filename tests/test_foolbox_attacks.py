@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tfperceptual.attacks import AttackResult
-from tfperceptual.baselines import FoolboxAttack
+from tfperceptual.attacks import FoolboxAttack
 
 
 @pytest.mark.parametrize("name,eps,norm", [("fgsm", 0.1, "linf"), ("fgm", 1.5, "l2"),
@@ -90,7 +90,7 @@ def test_foolbox_sees_the_inference_mode_model(rng):
 
 
 def test_zoo_mobilenet_runs_in_inference_mode_without_a_training_flag():
-    from tfperceptual.zoo import imagenet_mobilenet
+    from tfperceptual.models import imagenet_mobilenet
 
     m = imagenet_mobilenet()
     x = np.random.default_rng(0).random((2, 227, 227, 3)).astype(np.float32)

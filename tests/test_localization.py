@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from tfperceptual.localization import confusion_counts, evaluate
-from tfperceptual.maps import noise_map, ssim_map
+from tfperceptual.evaluation import confusion_counts, evaluate
+from tfperceptual.evaluation import noise_map, ssim_map
 
 
 def _skimage_map(a, b):
@@ -123,7 +123,8 @@ def _patch_model(sequential):
 
 @pytest.mark.parametrize("sequential", [True, False])
 def test_gradcam_plus_plus_peaks_in_the_decisive_patch(sequential, rng):
-    from tfperceptual.maps import gradcam_plus_plus, penultimate_conv_layer
+    from tfperceptual.explain import gradcam_plus_plus
+    from tfperceptual.models import penultimate_conv_layer
 
     model = _patch_model(sequential)
     x = rng.uniform(0, 0.2, (3, 32, 32, 1)).astype(np.float32)
@@ -145,8 +146,9 @@ def test_gradcam_plus_plus_peaks_in_the_decisive_patch(sequential, rng):
 
 def test_gradcam_plus_plus_on_the_shipped_cifar_model():
     from tfperceptual.datasets import load_cifar10
-    from tfperceptual.maps import gradcam_plus_plus, penultimate_conv_layer
-    from tfperceptual.zoo import cifar10_cnn
+    from tfperceptual.explain import gradcam_plus_plus
+    from tfperceptual.models import penultimate_conv_layer
+    from tfperceptual.models import cifar10_cnn
 
     model = cifar10_cnn()
     x = load_cifar10("test")[0][:4]

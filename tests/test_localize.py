@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tfperceptual import cli
-from tfperceptual import localize as loc
+from tfperceptual.protocols import localize as loc
 
 
 class _FakeAttack:
@@ -102,13 +102,14 @@ def test_localize_cli_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
     assert json.loads((out / "results.json").read_text())["attacks"]["fpgap"]["eps"] == fp["eps"]
 
 
-def test_localize_cli_rejects_unknown_attacks(tmp_path):
-    with pytest.raises(SystemExit):
-        cli.main(["localize", "--attacks", "fpgap,bogus", "--out", str(tmp_path)])
+def test_localize_cli_rejects_unknown_attacks(tmp_path, run_cli):
+    code, _, err = run_cli(["localize", "--attacks", "fpgap,bogus", "--out", tmp_path])
+    assert code == 2 and "argument --attacks" in err
 
 
 def test_an_interrupted_attack_resumes_from_its_last_batch(tmp_path, monkeypatch):
-    from tfperceptual import datasets, zoo
+    from tfperceptual import datasets
+    from tfperceptual.models import zoo
 
     model = zoo.mnist_cnn()
     x = datasets.load_mnist("test")[0][:12]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from tfperceptual.metrics import fooling_rate, global_ssim, perturbation_norms, psnr, ssim
+from tfperceptual.evaluation import fooling_rate, global_ssim, perturbation_norms, psnr, ssim
 
 
 @pytest.mark.parametrize("shape", [(4, 28, 28, 1), (3, 32, 32, 3), (2, 40, 23, 3)])

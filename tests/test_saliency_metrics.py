@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from test_maps_localization import _patch_model
+from test_localization import _patch_model
 
-from tfperceptual import benchmarks as bm
+from tfperceptual.evaluation import saliency_metrics as bm
 
 
 def test_auc_trapezoid():
@@ -200,7 +200,7 @@ def test_rise_insertion_substrate_is_the_rise_code_kernel(rng):
 
 
 def test_randomising_all_layers_changes_the_maps_and_weights_come_back(mnist_model, mnist_batch):
-    from tfperceptual.saliency import saliency_fn
+    from tfperceptual.explain import saliency_fn
 
     x, y = mnist_batch
     before = [w.copy() for w in mnist_model.get_weights()]

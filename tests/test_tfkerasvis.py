@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from test_maps_localization import _patch_model
+from test_localization import _patch_model
 
-from tfperceptual.saliency import METHODS, saliency_fn, saliency_maps
+from tfperceptual.explain import METHODS, saliency_fn, saliency_maps
 
 
 @pytest.mark.parametrize("sequential", [True, False])

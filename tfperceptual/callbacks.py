@@ -5,8 +5,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from .metrics import fooling_rate
-from .validation import check_images, check_labels
+from .evaluation.quality import fooling_rate
+from .validation import check_images, check_labels, check_positive_int
 
 __all__ = ["AdversarialEvaluation"]
 
@@ -23,16 +23,20 @@ class AdversarialEvaluation(keras.callbacks.Callback):
     * ``adv_accuracy``: accuracy on the adversarials against ``y_val``.
 
     The attack must have been built on the model being trained (its layers
-    are shared, so it sees the current weights).
+    are shared, so it sees the current weights).  :attr:`last_result` holds the
+    latest :class:`~tfperceptual.attacks.AttackResult` (reset when training begins).
 
     Args:
-        attack: a callable ``attack(images, labels) -> AttackResult`` (PGAP,
-            FPGAP, a Foolbox baseline...).
+        attack: an :class:`~tfperceptual.attacks.Attack` (PGAP, FPGAP, a Foolbox baseline...) or any
+            callable ``attack(images, labels) -> AttackResult``.
         x_val: (B, H, W, C) float32 in [0, 1]; y_val: (B,) integer labels.
-        every: run on epochs where ``(epoch + 1) % every == 0``.
+        every: keyword-only; run on epochs where ``(epoch + 1) % every == 0`` (≥ 1).
+
+    Raises:
+        TypeError / ValueError: a non-callable attack, bad validation data, every < 1.
     """
 
-    def __init__(self, attack, x_val, y_val, every=1):
+    def __init__(self, attack, x_val, y_val, *, every=1):
         super().__init__()
         if not callable(attack):
             raise TypeError("attack must be callable as attack(images, labels)")
@@ -40,9 +44,11 @@ class AdversarialEvaluation(keras.callbacks.Callback):
         self.x_val = check_images(x_val, "x_val")
         num_classes = getattr(attack, "num_classes", int(np.max(y_val)) + 1)
         self.y_val = check_labels(y_val, len(self.x_val), num_classes, "y_val")
-        if int(every) < 1:
-            raise ValueError(f"every must be ≥ 1, got {every}")
-        self.every = int(every)
+        self.every = check_positive_int(every, "every")
+        self.last_result = None
+
+    def on_train_begin(self, logs=None):
+        self.last_result = None
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or (epoch + 1) % self.every:
@@ -50,6 +56,7 @@ class AdversarialEvaluation(keras.callbacks.Callback):
         model = getattr(self.attack, "model", None) or self.model
         clean = np.argmax(np.asarray(model(self.x_val, training=False)), -1)
         res = self.attack(self.x_val, clean)
+        self.last_result = res
         logs["adv_fooling_rate"] = fooling_rate(clean, res.adv_labels)["fooling_rate"]
         logs["adv_mean_ssim"] = float(np.mean(res.ssim))
         logs["adv_mean_psnr"] = float(np.mean(res.psnr))

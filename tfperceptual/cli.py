@@ -1,272 +1,500 @@
-"""Command-line interface: ``tfperceptual compare ...``."""
+"""Command-line interface: ``tfperceptual compare | localize | benchmark``.
+
+* Bad arguments — and data or models that do not fit them — print **one line** naming the argument and
+  what is expected, and exit with status 2 (``--debug`` shows the traceback instead).
+* Start-up noise of the libraries underneath (TensorFlow's C++ start-up lines, Foolbox's deprecation
+  notice, Keras's input-structure warnings, TFP's and tf-keras-vis's deprecation warnings) is quieted
+  (``--verbose`` shows it).  Only this command-line tool does that; the library leaves logging alone.
+* Every command takes ``--seed`` (default 0): the same seed gives the same ``results.json``.
+
+TensorFlow is imported only once the command line is known (so that the quieting applies to it); the
+argument parser itself is built after that, from the registries of attacks and explainers.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+import warnings
+import zipfile
 
-import numpy as np
+__all__ = ["main", "UsageError"]
 
-from .registry import ATTACK_NAMES
+DATASETS = ("mnist", "mnist-test", "cifar10", "imagenet")
 
 
-def _parse_eps(text):
-    """'fpgap=0.1,0.2;fgsm=0.05' → {'fpgap': [0.1, 0.2], 'fgsm': [0.05]}."""
+class UsageError(Exception):
+    """A command-line argument (or the file it names) is unusable: reported as one line, exit status 2."""
+
+    def __init__(self, argument, message):
+        super().__init__(f"argument {argument}: {message}")
+        self.argument = argument
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block), exit status 2."""
+
+    def error(self, message):
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.exit(2)
+
+
+# ----------------------------------------------------------------------------- quiet start-up
+@contextlib.contextmanager
+def _stderr_silenced():
+    """Silence file descriptor 2 (C++ logging writes there directly, below Python's sys.stderr)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _quiet_imports(verbose):
+    """Import the library (and so TensorFlow, Keras, Foolbox, TFP, tf-keras-vis), quietly unless ``verbose``."""
+    if verbose:
+        import tfperceptual.protocols  # noqa: F401
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=r"The structure of `inputs` doesn't match")
+    with _stderr_silenced():
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")
+        tf.config.list_physical_devices()  # device discovery logs (e.g. a failed cuInit on CPU machines) here
+        import foolbox  # noqa: F401
+        import tensorflow_probability  # noqa: F401
+        import tf_keras_vis.gradcam  # noqa: F401
+
+        import tfperceptual.protocols  # noqa: F401
+
+
+# ----------------------------------------------------------------------------- argument types
+def _int(minimum):
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"must be ≥ {minimum}, got {v}")
+        return v
+    return parse
+
+
+def _float(low=None, high=None, low_open=False, high_open=False):
+    def parse(text):
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        bad = (v != v or v in (float("inf"), float("-inf")) or (low is not None and (v < low or (low_open and v == low)))
+               or (high is not None and (v > high or (high_open and v == high))))
+        if bad:
+            where = f"{'(' if low_open else '['}{low if low is not None else '-inf'}, " \
+                    f"{high if high is not None else 'inf'}{')' if high_open else ']'}"
+            raise argparse.ArgumentTypeError(f"must be a number in {where}, got {text!r}")
+        return v
+    return parse
+
+
+def _names(text, allowed, argument):
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [t for t in names if t not in allowed]
+    if bad or not names:
+        raise UsageError(argument, f"unknown {bad or 'empty list'}; choose from {', '.join(allowed)}")
+    return names
+
+
+def _parse_eps(text, allowed, argument="--eps"):
+    """'fpgap=0.1,0.2;fgsm=0.05' → {'fpgap': [0.1, 0.2], 'fgsm': [0.05]} (names and values checked)."""
     grids = {}
-    if not text:
-        return grids
-    for part in text.split(";"):
+    for part in (text or "").split(";"):
         if not part.strip():
             continue
         name, _, values = part.partition("=")
         name = name.strip()
-        if name not in ATTACK_NAMES or not values:
-            raise argparse.ArgumentTypeError(f"bad --eps entry {part!r}: expected NAME=e1,e2 with NAME in {ATTACK_NAMES}")
-        grids[name] = [float(v) for v in values.split(",")]
+        if name not in allowed or not values.strip():
+            raise UsageError(argument, f"bad entry {part!r}: expected NAME=e1,e2 with NAME in {', '.join(allowed)}")
+        try:
+            eps = [float(v) for v in values.split(",")]
+        except ValueError:
+            raise UsageError(argument, f"bad entry {part!r}: ε values must be numbers") from None
+        if any(not (e > 0 and e != float("inf")) for e in eps):
+            raise UsageError(argument, f"bad entry {part!r}: ε values must be positive and finite")
+        grids[name] = eps
     return grids
 
 
-def _load_data(spec, n):
-    from .datasets import load_cifar10, load_imagenet_val, load_mnist, load_sample
+# ----------------------------------------------------------------------------- data and models
+def _family(spec):
+    return "mnist" if spec in ("mnist", "mnist-test") else spec if spec in DATASETS else "custom"
 
-    if spec == "cifar10":
-        x, y = load_cifar10("test")
-    elif spec == "imagenet":
-        x, y = load_imagenet_val(with_boxes=False, as_uint8=True, limit=n)  # converted batch by batch
-    elif spec == "mnist":
-        x, y = load_sample("mnist")
-        if n > len(x):
-            x, y = load_mnist("test")
-    elif spec == "mnist-test":
-        x, y = load_mnist("test")
-    elif os.path.isfile(spec) and spec.endswith(".npz"):
-        with np.load(spec) as z:
-            if "images" not in z or "labels" not in z:
-                raise SystemExit(f"{spec}: expected arrays 'images' (N, H, W, C) and 'labels' (N,)")
+
+def _read_npz(spec):
+    import numpy as np
+
+    if os.path.isdir(spec):
+        raise UsageError("--data", f"{spec!r} is a folder; expected one of {', '.join(DATASETS)} or an .npz file")
+    if not os.path.exists(spec):
+        looks_like_file = os.sep in spec or spec.endswith(".npz")
+        raise UsageError("--data", f"file not found: {spec!r}" if looks_like_file else
+                         f"unknown dataset {spec!r}; expected one of {', '.join(DATASETS)} or an .npz file")
+    if not spec.endswith(".npz"):
+        raise UsageError("--data", f"{spec!r} is not an .npz file (expected arrays 'images' (N, H, W, C) and "
+                                   "'labels' (N,))")
+    try:
+        with np.load(spec, allow_pickle=False) as z:
+            if "images" not in z.files or "labels" not in z.files:
+                raise UsageError("--data", f"{spec}: expected arrays 'images' (N, H, W, C) and 'labels' (N,), found "
+                                           f"{z.files}")
             x, y = z["images"], z["labels"]
-        if x.dtype == np.uint8:
-            x = x.astype(np.float32) / 255.0
-        if x.ndim == 3:
-            x = x[..., None]
-    else:
-        raise SystemExit(f"--data must be 'mnist', 'mnist-test' or a .npz file, got {spec!r}")
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise UsageError("--data", f"cannot read {spec!r} as an .npz file: {e}") from None
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4:
+        raise UsageError("--data", f"{spec}: images must have shape (N, H, W, C) or (N, H, W), got {x.shape}")
+    if y.ndim != 1 or len(y) != len(x):
+        raise UsageError("--data", f"{spec}: holds {len(x)} images but labels of shape {y.shape} "
+                                   f"(expected ({len(x)},))")
+    if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
+        raise UsageError("--data", f"{spec}: images must be uint8 (0..255) or float in [0, 1], got {x.dtype}")
+    return x, y
+
+
+def _load_data(spec, n, boxes=False):
+    """``(images, labels[, boxes])`` of ``--data`` limited to the first ``n`` (CIFAR-10: class-balanced)."""
+    import numpy as np
+
+    from .datasets import DataNotFoundError, load_cifar10, load_imagenet_val, load_mnist, load_sample
+
+    box = None
+    try:
+        if spec == "cifar10":
+            x, y = load_cifar10("test")
+        elif spec == "imagenet":
+            if boxes:
+                x, y, box, _ = load_imagenet_val(as_uint8=True, limit=n)
+            else:
+                x, y = load_imagenet_val(with_boxes=False, as_uint8=True, limit=n)  # converted batch by batch
+        elif spec == "mnist":
+            x, y = load_sample("mnist")
+            if n > len(x):
+                x, y = load_mnist("test")
+        elif spec == "mnist-test":
+            x, y = load_mnist("test")
+        else:
+            x, y = _read_npz(spec)
+    except DataNotFoundError as e:
+        raise UsageError("--data", str(e)) from None
     if n > len(x):
-        raise SystemExit(f"--n {n} exceeds the {len(x)} images available in {spec!r}")
+        raise UsageError("--n", f"{n} exceeds the {len(x)} images available in --data {spec!r}")
     if spec == "cifar10":
         # the test split is stored class by class (folders in sorted order): take evenly spaced
         # images, so that n = 1,000 holds 100 of each class rather than 1,000 airplanes
         idx = (np.arange(n) * len(x)) // n
-        return x[idx].astype(np.float32), y[idx]
-    return (x[:n] if x.dtype == np.uint8 else x[:n].astype(np.float32)), y[:n]
+        x, y = x[idx].astype(np.float32), y[idx]
+    else:
+        x, y = (x[:n] if x.dtype == np.uint8 else x[:n].astype(np.float32)), y[:n]
+    return (x, y, box) if boxes else (x, y)
 
 
-def _names(p, text, allowed, what):
-    """'a,b' → ['a', 'b'], every name checked against ``allowed`` (argparse error otherwise)."""
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    bad = [t for t in names if t not in allowed]
-    if bad:
-        p.error(f"unknown {what} {bad}; choose from {tuple(allowed)}")
-    return names
-
-
-def _zoo_model(family):
-    """(model, name) of the zoo model for ``family`` (mnist, cifar10, imagenet)."""
-    from . import zoo
-
-    builders = {"mnist": zoo.mnist_cnn, "cifar10": zoo.cifar10_cnn, "imagenet": zoo.imagenet_mobilenet}
-    return builders[family](), f"tfperceptual zoo.{builders[family].__name__}"
-
-
-#: perceptual-ball defaults per zoo model: ReLU indices (activation_layers) and λ′
-PB_DEFAULTS = {"imagenet": {"layers": range(4, 10), "lambda_perceptual": 1e3},
-               "cifar10": {"layers": range(2, 6), "lambda_perceptual": 10.0},
-               "mnist": {"layers": range(0, 2), "lambda_perceptual": 100.0}}
-
-
-def _benchmark(p, args):
+def _load_model(path, family):
+    """``(model, name, is_zoo)``: the ``--model`` file, or the zoo model of the data family."""
     import keras
 
-    from .benchmark_runner import BENCHMARKS, parse_methods, run_benchmarks
+    from .protocols.presets import zoo_model
+
+    if path is None:
+        if family == "custom":
+            raise UsageError("--model", "required with an .npz --data file (a .keras model taking pixels in [0, 1])")
+        model, name = zoo_model(family)
+        return model, name, True
+    if not os.path.exists(path):
+        raise UsageError("--model", f"file not found: {path!r}")
+    if os.path.isdir(path) or not zipfile.is_zipfile(path):
+        raise UsageError("--model", f"{path!r} is not a .keras model file (a zip archive written by model.save)")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as e:  # noqa: BLE001 - Keras raises many kinds; all mean "not loadable"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError("--model", f"cannot load {path!r} as a Keras model: {first}") from None
+    return model, path, False
+
+
+def _check_fit(model, x, y, model_arg):
+    """The model must take these images and know these labels (else a usage error naming ``--data``)."""
+    from .models import as_logits_model
 
     try:
-        methods = parse_methods(args.methods)
-    except ValueError as e:
-        p.error(str(e))
-    benches = _names(p, args.benchmarks, BENCHMARKS, "benchmarks")
-    if args.n < 1:
-        p.error("--n must be ≥ 1")
-    family = args.data
-    if family not in PB_DEFAULTS:
-        p.error("--data must be imagenet, cifar10 or mnist")
-    boxes = None
-    if family == "imagenet":
-        from .datasets import load_imagenet_val
+        lm = as_logits_model(model)
+    except (ValueError, TypeError) as e:
+        raise UsageError("--model", f"{model_arg}: {e}") from None
+    want = lm.image_shape
+    got = tuple(x.shape[1:])
+    if any(w is not None and w != g for w, g in zip(want, got)):
+        raise UsageError("--data", f"images of shape {got} do not fit the model's input {tuple(want)} "
+                                   f"({model_arg}); pass matching --data and --model")
+    if len(y) and (int(min(y)) < 0 or int(max(y)) >= lm.num_classes):
+        raise UsageError("--data", f"labels range over [{int(min(y))}, {int(max(y))}] but the model "
+                                   f"({model_arg}) has {lm.num_classes} classes")
 
-        x, y, boxes, _ = load_imagenet_val(as_uint8=True, limit=args.n)
-    else:
-        if "weak_localisation" in benches or "pointing_game" in benches:
-            p.error(f"{family} has no boxes: use --benchmarks deletion_insertion,sanity")
-        x, y = _load_data(family, args.n)
-    if args.model:
-        model, model_name = keras.models.load_model(args.model, compile=False), args.model
-    else:
-        model, model_name = _zoo_model(family)
-    d = PB_DEFAULTS[family]
-    if args.layers is None:
-        layers = list(d["layers"])
-    elif ":" in args.layers:
-        a, b = args.layers.split(":")
-        layers = list(range(int(a), int(b)))
-    else:
-        layers = [t.strip() for t in args.layers.split(",") if t.strip()]
-    pb_kwargs = {"layers": layers, "lambda_perceptual": args.lambda_perceptual if args.lambda_perceptual is not None
-                 else d["lambda_perceptual"], "lambda_pixel": args.lambda_pixel, "target": args.target,
-                 "steps": args.steps, "batch_size": args.pb_batch_size, "max_evaluations": args.max_evaluations}
-    checkpoints = args.sanity_checkpoints.split(",") if args.sanity_checkpoints else None
-    run_benchmarks(model, x, y, boxes, methods=methods, benchmarks=benches, pb_kwargs=pb_kwargs,
-                   n_steps=args.n_steps, insertion_blur=args.insertion_blur, batch_size=args.batch_size,
-                   sanity_n=args.sanity_n,
-                   sanity_checkpoints=checkpoints, scorecam_max_n=args.scorecam_max_n, out_dir=args.out,
-                   data_name=family, model_name=model_name, progress=not args.no_progress)
+
+# ----------------------------------------------------------------------------- commands
+def _compare(args):
+    from .attacks import ATTACK_NAMES
+    from .protocols.compare import compare
+    from .protocols.presets import EPS_GRIDS_BY_DATA, PAPER_TABLES
+
+    attacks = _names(args.attacks, ATTACK_NAMES, "--attacks")
+    grids = _parse_eps(args.eps, ATTACK_NAMES)
+    family = _family(args.data)
+    x, y = _load_data(args.data, args.n)
+    model, model_name, is_zoo = _load_model(args.model, family)
+    _check_fit(model, x, y, model_name)
+    defaults = PAPER_TABLES.get(family, PAPER_TABLES["mnist"])
+    grids = {**EPS_GRIDS_BY_DATA.get(family, EPS_GRIDS_BY_DATA["mnist"]), **grids}
+    compare(model, x, y, attacks=attacks, eps_grids=grids, out_dir=args.out,
+            ssim_target=args.ssim_target if args.ssim_target is not None else defaults["ssim_target"],
+            psnr_target=args.psnr_target if args.psnr_target is not None else defaults["psnr_target"],
+            steps=args.steps, batch_size=args.batch_size, data_name=family, model_name=model_name,
+            progress=not args.no_progress, pgap_solver=args.pgap_solver, seed=args.seed,
+            paper=PAPER_TABLES.get(family) if is_zoo else None)
+    report = open(os.path.join(args.out, "report.md"), encoding="utf-8").read()
+    print(report.split("## Sweep points")[0])
+    print(f"wrote {args.out}/results.json, timings.json, report.md, fooling_vs_ssim.png, fooling_vs_psnr.png")
+    return 0
+
+
+def _localize(args):
+    from .attacks import ATTACK_NAMES
+    from .models import class_names
+    from .protocols.localize import run_localize
+
+    attacks = _names(args.attacks, ATTACK_NAMES, "--attacks")
+    fixed = {k: v[0] for k, v in _parse_eps(args.eps, ATTACK_NAMES).items()}
+    family = _family(args.data)
+    x, y = _load_data(args.data, args.n)
+    model, model_name, is_zoo = _load_model(args.model, family)
+    _check_fit(model, x, y, model_name)
+    names = class_names(family) if family != "custom" else None
+    run_localize(model, x, y, attacks=attacks, eps=fixed, target_fooling=args.target_fooling, refine=args.refine,
+                 n_calibration=args.n_calibration, steps=args.steps, batch_size=args.batch_size, out_dir=args.out,
+                 data_name=family, model_name=model_name, progress=not args.no_progress, seed=args.seed,
+                 paper=is_zoo and family == "imagenet", class_names=names)
     print(open(os.path.join(args.out, "report.md"), encoding="utf-8").read())
     return 0
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="tfperceptual", description="Perceptually constrained adversarial perturbations.")
-    sub = p.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("compare", help="ε sweeps of all attacks; fooling rate at matched SSIM and PSNR",
+def _layers(text, default):
+    if text is None:
+        return list(default)
+    if ":" in text:
+        a, _, b = text.partition(":")
+        try:
+            return list(range(int(a), int(b)))
+        except ValueError:
+            raise UsageError("--layers", f"expected 'a:b' (ReLU indices a..b-1) or layer names, got {text!r}") from None
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise UsageError("--layers", "empty layer list")
+    return [int(t) if t.lstrip("-").isdigit() else t for t in names]
+
+
+def _benchmark(args):
+    from .protocols.presets import BENCHMARKS, BOX_BENCHMARKS, PB_DEFAULTS, default_benchmarks
+    from .protocols.saliency_benchmark import parse_methods, run_benchmarks
+
+    try:
+        methods = parse_methods(args.methods)
+    except ValueError as e:
+        raise UsageError("--methods", str(e)) from None
+    family = args.data
+    benches = (_names(args.benchmarks, BENCHMARKS, "--benchmarks") if args.benchmarks
+               else list(default_benchmarks(family)))
+    if family != "imagenet" and any(b in BOX_BENCHMARKS for b in benches):
+        raise UsageError("--benchmarks", f"{family} has no ground-truth boxes: choose from "
+                                         f"{', '.join(default_benchmarks(family))}")
+    x, y, boxes = _load_data(family, args.n, boxes=True)
+    model, model_name, is_zoo = _load_model(args.model, family)
+    _check_fit(model, x, y, model_name)
+    d = PB_DEFAULTS[family]
+    pb_kwargs = {"layers": _layers(args.layers, d["layers"]),
+                 "lambda_perceptual": d["lambda_perceptual"] if args.lambda_perceptual is None else args.lambda_perceptual,
+                 "lambda_pixel": args.lambda_pixel, "target": args.target, "steps": args.steps,
+                 "batch_size": args.pb_batch_size, "max_evaluations": args.max_evaluations}
+    checkpoints = args.sanity_checkpoints.split(",") if args.sanity_checkpoints else None
+    try:
+        run_benchmarks(model, x, y, boxes, methods=methods, benchmarks=benches, pb_kwargs=pb_kwargs,
+                       n_steps=args.n_steps, insertion_blur=args.insertion_blur, batch_size=args.batch_size,
+                       sanity_n=args.sanity_n, sanity_checkpoints=checkpoints, scorecam_max_n=args.scorecam_max_n,
+                       out_dir=args.out, data_name=family, model_name=model_name, progress=not args.no_progress,
+                       seed=args.seed, paper=is_zoo and family == "imagenet")
+    except ValueError as e:  # layer names/indices and checkpoints are only known once the model is
+        msg = str(e)
+        if "checkpoints" in msg:
+            raise UsageError("--sanity-checkpoints", msg) from None
+        if "layer" in msg or "activation index" in msg:
+            raise UsageError("--layers", msg) from None
+        raise
+    print(open(os.path.join(args.out, "report.md"), encoding="utf-8").read())
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+class _FMT(argparse.HelpFormatter):
+    """Help with each option's default, unless the help already says it or there is none to show."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default in (None, "", argparse.SUPPRESS, False) or "default" in text or "%(default)" in text:
+            return text
+        return text + " (default: %(default)s)"
+
+
+def _common(p, out):
+    p.add_argument("--seed", type=_int(0), default=0,
+                   help="seed of every random draw (Foolbox's random starts, SmoothGrad's noise, re-initialisation); "
+                        "the same seed gives the same results.json")
+    p.add_argument("--out", default=out, help="output folder (cache, results.json, report.md, figures)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--verbose", action="store_true", help="show the start-up messages and warnings of TensorFlow, "
+                                                          "Keras, Foolbox and tf-keras-vis")
+    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
+
+
+def build_parser():
+    """The argument parser (imports the registries, so TensorFlow: call after the quiet start-up)."""
+    from .attacks import ATTACK_NAMES, PGAP_SOLVERS
+    from .evaluation.saliency_metrics import INSERTION_BLURS
+    from .protocols.presets import BENCHMARKS
+    from .protocols.saliency_benchmark import METHOD_NAMES
+
+    p = _Parser(prog="tfperceptual", description="Perceptually constrained adversarial perturbations and "
+                                                 "explanations for Keras models.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    attacks = ",".join(ATTACK_NAMES)
+
+    c = sub.add_parser("compare", formatter_class=_FMT,
+                       help="ε sweeps of all attacks; fooling rate at matched SSIM and PSNR",
                        description="Paper's Sec. V-C protocol: sweep each attack's ε, report the fooling rate "
                                    "at a matched average SSIM and PSNR (Tables II/III), plot Fig. 6.")
-    c.add_argument("--model", default=None, help="a .keras model taking pixels in [0, 1] (default: shipped MNIST CNN)")
+    c.add_argument("--model", default=None,
+                   help="a .keras model taking pixels in [0, 1] (default: the zoo model of --data)")
     c.add_argument("--data", default="mnist",
                    help="'mnist' (shipped sample of the first 1,000 MNIST test images; the full test set from "
                         "$TFPERCEPTUAL_DATA when --n > 1000), 'mnist-test', 'cifar10' (test set), 'imagenet' "
-                        "(the 1,300 validation images), or an .npz with images/labels; the matching zoo model "
-                        "is used unless --model is given")
-    c.add_argument("--n", type=int, default=1000, help="number of images (the first N)")
-    c.add_argument("--attacks", default=",".join(ATTACK_NAMES), help="comma-separated subset of " + ",".join(ATTACK_NAMES))
-    c.add_argument("--eps", default="", help="ε grids, e.g. 'fpgap=0.1,0.2;fgsm=0.05,0.1' (others: defaults)")
-    c.add_argument("--ssim-target", type=float, default=None, help="default: the paper's (0.85 / 0.998 / 0.998)")
-    c.add_argument("--psnr-target", type=float, default=None, help="default: the paper's (25 / 57 / 65 dB)")
-    c.add_argument("--steps", type=int, default=50)
-    c.add_argument("--pgap-solver", default="exact",
-                   help="PGAP's step solver: exact (default, batched, certified) or cvxpy / ECOS / CLARABEL")
-    c.add_argument("--batch-size", type=int, default=256)
-    c.add_argument("--out", default="runs/compare", help="output folder (cache, results.json, report.md, plots)")
-    c.add_argument("--no-progress", action="store_true")
-    lo = sub.add_parser("localize", help="where perturbations land: SSIM maps against GradCAM++ (Table I, Fig. 5)",
+                        "(the 1,300 validation images), or an .npz with arrays images (N, H, W, C) and labels (N,)")
+    c.add_argument("--n", type=_int(1), default=1000, help="number of images (the first N)")
+    c.add_argument("--attacks", default=attacks, help=f"comma-separated subset of {attacks}")
+    c.add_argument("--eps", default="", help="ε grids, e.g. 'fpgap=0.1,0.2;fgsm=0.05,0.1' (others: the data's grid)")
+    c.add_argument("--ssim-target", type=_float(0, 1, low_open=True), default=None,
+                   help="matched average SSIM (default: the paper's, 0.85 / 0.998 / 0.998)")
+    c.add_argument("--psnr-target", type=_float(0, None, low_open=True), default=None,
+                   help="matched average PSNR in dB (default: the paper's, 25 / 57 / 65)")
+    c.add_argument("--steps", type=_int(1), default=50, help="attack steps")
+    c.add_argument("--pgap-solver", choices=PGAP_SOLVERS, default="exact",
+                   help="PGAP's step solver: exact (batched, certified) or CVXPY")
+    c.add_argument("--batch-size", type=_int(1), default=256, help="images per attack call")
+    _common(c, "runs/compare")
+
+    lo = sub.add_parser("localize", formatter_class=_FMT,
+                        help="where perturbations land: SSIM maps against Grad-CAM++ (Table I, Fig. 5)",
                         description="Paper's Sec. V-A/B: each attack calibrated to a fooling rate ≈ 1, then "
                                     "precision / pixels perturbed / recall / IOU / IOU-outside of the noise maps "
-                                    "(1 − SSIM > t) against the GradCAM++ region (CAM > 0.75).")
-    lo.add_argument("--data", default="mnist", help="mnist | cifar10 | imagenet | PATH.npz (with --model)")
-    lo.add_argument("--model", default=None)
-    lo.add_argument("--attacks", default=",".join(ATTACK_NAMES))
+                                    "(1 − SSIM > t) against the Grad-CAM++ region (CAM > 0.75).")
+    lo.add_argument("--data", default="mnist", help="mnist | mnist-test | cifar10 | imagenet | PATH.npz (with --model)")
+    lo.add_argument("--model", default=None, help="a .keras model taking pixels in [0, 1] (default: the zoo model)")
+    lo.add_argument("--attacks", default=attacks, help=f"comma-separated subset of {attacks}")
     lo.add_argument("--eps", default="", help="fixed ε per attack, e.g. 'fpgap=0.3;fgsm=0.1' (others: calibrated)")
-    lo.add_argument("--n", type=int, default=100)
-    lo.add_argument("--n-calibration", type=int, default=100)
-    lo.add_argument("--target-fooling", type=float, default=0.99)
-    lo.add_argument("--refine", type=int, default=3, help="bisection steps of the ε calibration after the grid")
-    lo.add_argument("--steps", type=int, default=50)
-    lo.add_argument("--batch-size", type=int, default=32)
-    lo.add_argument("--out", default="runs/localize")
-    lo.add_argument("--no-progress", action="store_true")
-    be = sub.add_parser("benchmark", help="saliency benchmarks: perceptual ball vs tf-keras-vis baselines",
+    lo.add_argument("--n", type=_int(1), default=100, help="number of images (the first N)")
+    lo.add_argument("--n-calibration", type=_int(1), default=100, help="images (the first ones) used to calibrate ε")
+    lo.add_argument("--target-fooling", type=_float(0, 1, low_open=True), default=0.99,
+                    help="fooling rate the calibrated ε must reach on the calibration images")
+    lo.add_argument("--refine", type=_int(0), default=3, help="bisection steps of the ε calibration after the grid")
+    lo.add_argument("--steps", type=_int(1), default=50, help="attack steps")
+    lo.add_argument("--batch-size", type=_int(1), default=32, help="images per attack call")
+    _common(lo, "runs/localize")
+
+    be = sub.add_parser("benchmark", formatter_class=_FMT,
+                        help="saliency benchmarks: perceptual ball vs tf-keras-vis baselines",
                         description="Elliott et al. (CVPR 2021) Sec. 4: weak localisation, pointing game, "
                                     "deletion/insertion AUC and cascading-randomisation sanity checks for the "
                                     "perceptual-ball explainer and tf-keras-vis baselines.")
-    be.add_argument("--data", default="imagenet", help="imagenet (with boxes) | cifar10 | mnist")
+    be.add_argument("--data", default="imagenet", choices=("imagenet", "cifar10", "mnist"),
+                    help="dataset (only imagenet has the boxes of weak localisation and the pointing game)")
     be.add_argument("--model", default=None, help="a .keras model (default: the zoo model of --data)")
     be.add_argument("--methods", default="perceptual_ball@0,perceptual_ball@5,perceptual_ball_guided@5,noper@5,"
                                          "gradcam,gradcam++,saliency,smoothgrad",
-                    help="NAME[@σ],…: perceptual_ball, perceptual_ball_guided, noper, saliency, smoothgrad, "
-                         "gradcam, gradcam++, scorecam")
-    be.add_argument("--benchmarks", default="deletion_insertion,weak_localisation,pointing_game,sanity")
-    be.add_argument("--n", type=int, default=100)
-    be.add_argument("--layers", default=None, help="perceptual-ball layers: 'a:b' (ReLU indices a..b-1) or names")
-    be.add_argument("--lambda-perceptual", type=float, default=None)
-    be.add_argument("--lambda-pixel", type=float, default=1.0)
-    be.add_argument("--target", type=float, default=-2.0)
-    be.add_argument("--steps", type=int, default=100, help="L-BFGS iterations")
-    be.add_argument("--max-evaluations", type=int, default=None,
+                    help=f"NAME[@σ],… with NAME in {', '.join(METHOD_NAMES)}; σ: blur in pixels")
+    be.add_argument("--benchmarks", default=None,
+                    help=f"comma-separated subset of {', '.join(BENCHMARKS)} (default: all four for imagenet; "
+                         "deletion_insertion,sanity for data without boxes)")
+    be.add_argument("--n", type=_int(1), default=100, help="number of images (the first N)")
+    be.add_argument("--layers", default=None,
+                    help="perceptual-ball layers: 'a:b' (ReLU indices a..b-1) or names (default: the data's preset)")
+    be.add_argument("--lambda-perceptual", type=_float(0), default=None, help="λ′ (default: the data's preset)")
+    be.add_argument("--lambda-pixel", type=_float(0), default=1.0, help="λ")
+    be.add_argument("--target", type=_float(), default=-2.0, help="margin target T")
+    be.add_argument("--steps", type=_int(1), default=100, help="L-BFGS iterations")
+    be.add_argument("--max-evaluations", type=_int(1), default=None,
                     help="also stop L-BFGS after this many loss-and-gradient evaluations per problem (the "
                          "authors' torch L-BFGS: 1.25 × steps, i.e. 125; default: no budget)")
-    be.add_argument("--n-steps", type=int, default=50, help="deletion/insertion curve steps")
-    be.add_argument("--insertion-blur", choices=("gaussian", "rise"), default="gaussian",
+    be.add_argument("--n-steps", type=_int(1), default=50, help="deletion/insertion curve steps")
+    be.add_argument("--insertion-blur", choices=INSERTION_BLURS, default="gaussian",
                     help="insertion's blurred substrate: full Gaussian σ = 5 px, or the RISE code's 11 × 11 kernel")
-    be.add_argument("--sanity-n", type=int, default=4)
-    be.add_argument("--sanity-checkpoints", default=None, help="layer names recorded in the sanity check")
-    be.add_argument("--scorecam-max-n", type=int, default=None)
-    be.add_argument("--batch-size", type=int, default=32, help="images per streamed (cached) batch")
-    be.add_argument("--pb-batch-size", type=int, default=4,
+    be.add_argument("--sanity-n", type=_int(1), default=4, help="images of the sanity check")
+    be.add_argument("--sanity-checkpoints", default=None,
+                    help="layer names recorded in the sanity check (default: every layer with weights)")
+    be.add_argument("--scorecam-max-n", type=_int(1), default=None, help="Faster-ScoreCAM channels (default: all)")
+    be.add_argument("--batch-size", type=_int(1), default=32, help="images per streamed (cached) batch")
+    be.add_argument("--pb-batch-size", type=_int(1), default=4,
                     help="images per L-BFGS problem: TFP's batched line search runs until its slowest row is "
                          "done, so large batches cost more evaluations per image (NoPer on ImageNet: 25.5 s "
                          "per image at 32, 14.7 at 8, 9.4 at 4)")
-    be.add_argument("--out", default="runs/benchmark")
-    be.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
+    _common(be, "runs/benchmark")
+    return p
 
-    if args.command == "benchmark":
-        return _benchmark(p, args)
 
-    if args.command == "compare":
-        attacks = _names(p, args.attacks, ATTACK_NAMES, "attacks")
-        if args.n < 1:
-            p.error("--n must be ≥ 1")
-        try:
-            grids = _parse_eps(args.eps)
-        except argparse.ArgumentTypeError as e:
-            p.error(str(e))
-        import keras
+_COMMANDS = {"compare": _compare, "localize": _localize, "benchmark": _benchmark}
 
-        from .compare import PAPER_TABLES, compare
-        from .registry import EPS_GRIDS_BY_DATA
 
-        family = "mnist" if args.data in ("mnist", "mnist-test") else args.data
-        if family not in PAPER_TABLES:
-            family = "custom"
-        if args.model is not None:
-            model, model_name = keras.models.load_model(args.model, compile=False), args.model
-        elif family == "custom":
-            p.error("--model is required with a custom --data file")
-        else:
-            model, model_name = _zoo_model(family)
-        x, y = _load_data(args.data, args.n)
-        defaults = PAPER_TABLES.get(family, PAPER_TABLES["mnist"])
-        grids = {**EPS_GRIDS_BY_DATA.get(family, EPS_GRIDS_BY_DATA["mnist"]), **grids}
-        compare(model, x, y, attacks=attacks, eps_grids=grids, out_dir=args.out,
-                      ssim_target=args.ssim_target if args.ssim_target is not None else defaults["ssim_target"],
-                      psnr_target=args.psnr_target if args.psnr_target is not None else defaults["psnr_target"],
-                      steps=args.steps, batch_size=args.batch_size, data_name=family,
-                      model_name=model_name, progress=not args.no_progress, pgap_solver=args.pgap_solver)
-        print((open(os.path.join(args.out, "report.md"), encoding="utf-8").read()).split("## Sweep points")[0])
-        print(f"wrote {args.out}/results.json, report.md, fooling_vs_ssim.png, fooling_vs_psnr.png")
-        return 0
-    if args.command == "localize":
-        import keras
-
-        from .localize import run_localize
-
-        attacks = _names(p, args.attacks, ATTACK_NAMES, "attacks")
-        try:
-            fixed = {k: v[0] for k, v in _parse_eps(args.eps).items()}
-        except argparse.ArgumentTypeError as e:
-            p.error(str(e))
-        family = "mnist" if args.data in ("mnist", "mnist-test") else args.data
-        if args.model is not None:
-            model, model_name = keras.models.load_model(args.model, compile=False), args.model
-        elif family not in ("mnist", "cifar10", "imagenet"):
-            p.error("--model is required with a custom --data file")
-        else:
-            model, model_name = _zoo_model(family)
-        x, y = _load_data(args.data, args.n)
-        run_localize(model, x, y, attacks=attacks, eps=fixed, target_fooling=args.target_fooling, refine=args.refine,
-                     n_calibration=args.n_calibration, steps=args.steps, batch_size=args.batch_size,
-                     out_dir=args.out, data_name=family, model_name=model_name, progress=not args.no_progress)
-        print(open(os.path.join(args.out, "report.md"), encoding="utf-8").read())
-        return 0
-    return 1
+def main(argv=None):
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug, verbose = "--debug" in argv, "--verbose" in argv
+    _quiet_imports(verbose)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except UsageError as e:
+        if debug:
+            raise
+        sys.stderr.write(f"tfperceptual {args.command}: error: {e}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write(f"tfperceptual {args.command}: interrupted; rerun the same command to resume from its "
+                         "cache\n")
+        return 130
+    except Exception as e:  # noqa: BLE001 - one line for anything else, the traceback with --debug
+        if debug:
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        sys.stderr.write(f"tfperceptual {args.command}: error: {type(e).__name__}: {first} "
+                         "(rerun with --debug for the traceback)\n")
+        return 1
 
 
 if __name__ == "__main__":

@@ -10,11 +10,17 @@ checkout), whose layout is described in ``../shared/data/README.md``.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .io_utils import atomic_savez, read_npz
 
 __all__ = ["data_root", "cache_dir", "load_mnist", "load_cifar10", "load_imagenet_val", "read_idx",
            "read_image_rgb", "load_sample", "DataNotFoundError", "CIFAR10_CLASSES"]
@@ -143,8 +149,6 @@ def read_image_rgb(path, size=None):
     Raises:
         OSError / ValueError: the file cannot be decoded (the caller reports it by name).
     """
-    from PIL import Image
-
     with Image.open(path) as im:
         im.load()
         if im.mode != "RGB":
@@ -156,10 +160,6 @@ def read_image_rgb(path, size=None):
 
 def _decode_files(files, size=None, desc="decode"):
     """Decode ``files``; returns (uint8 array, kept indices). Corrupt files are warned about by name."""
-    import warnings
-
-    from tqdm.auto import tqdm
-
     arrays, kept = [], []
     for i, f in enumerate(tqdm(files, desc=desc, leave=False, disable=len(files) < 2000)):
         try:
@@ -170,12 +170,6 @@ def _decode_files(files, size=None, desc="decode"):
     if not arrays:
         raise DataNotFoundError(f"no readable images among {len(files)} files")
     return np.stack(arrays), np.asarray(kept, np.int64)
-
-
-def _atomic_savez(path, **arrays):
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
 
 
 def load_cifar10(split: str = "test", root: str | os.PathLike | None = None, cache: bool = True):
@@ -206,17 +200,15 @@ def load_cifar10(split: str = "test", root: str | os.PathLike | None = None, cac
         fs = sorted((folder / c).glob("*.jpg"))
         files += fs
         labels += [k] * len(fs)
-    import hashlib
-
     key = hashlib.sha1("\n".join(str(f) for f in files).encode()).hexdigest()[:12]
     cpath = cache_dir() / f"cifar10_{split}_{key}.npz"
-    if cache and cpath.exists():
-        with np.load(cpath) as z:
-            return z["images"].astype(np.float32) / 255.0, z["labels"].astype(np.int64)
+    cached = read_npz(cpath, required=("images", "labels")) if cache else None
+    if cached is not None:  # a corrupt cache file is reported and decoded again
+        return cached["images"].astype(np.float32) / 255.0, cached["labels"].astype(np.int64)
     images, kept = _decode_files(files, desc=f"CIFAR-10 {split}")
     labels = np.asarray(labels, np.int64)[kept]
     if cache:
-        _atomic_savez(cpath, images=images, labels=labels)
+        atomic_savez(cpath, images=images, labels=labels)
     return images.astype(np.float32) / 255.0, labels
 
 

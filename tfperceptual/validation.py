@@ -1,14 +1,17 @@
-"""Input checks shared by attacks, baselines, metrics and callbacks.
+"""Input checks shared by attacks, explainers, metrics, protocols and callbacks.
 
 Every check raises a ``TypeError`` or ``ValueError`` whose message names the
-offending argument.
+offending argument.  Scalar options use the one rule of :mod:`solvers.checks`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["check_images", "check_labels", "check_epsilon"]
+from solvers.checks import check_choice, check_positive_int, check_real
+
+__all__ = ["check_images", "check_labels", "check_epsilon", "check_real", "check_positive_int", "check_choice",
+           "check_maps"]
 
 
 def check_images(images, name="images", bounds=(0.0, 1.0), expected_shape=None):
@@ -23,6 +26,8 @@ def check_images(images, name="images", bounds=(0.0, 1.0), expected_shape=None):
         ValueError: wrong rank or channel count, NaN/Inf, pixels outside bounds, empty batch.
     """
     arr = np.asarray(images)
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
+        raise TypeError(f"{name} must be a floating array with pixels in {list(bounds)}, got dtype {arr.dtype}")
     if not np.issubdtype(arr.dtype, np.floating):
         raise TypeError(f"{name} must be a floating array with pixels in {list(bounds)}, got dtype "
                         f"{arr.dtype} (divide uint8 images by 255)")
@@ -70,13 +75,25 @@ def check_labels(labels, batch_size, num_classes, name="labels"):
 
 
 def check_epsilon(eps, name="eps", low=0.0, high=1.0, high_inclusive=False):
-    """Validate a scalar radius in (low, high) (or (low, high]). Returns a float."""
-    try:
-        val = float(eps)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {eps!r}") from None
-    ok = np.isfinite(val) and val > low and (val <= high if high_inclusive else val < high)
-    if not ok:
-        right = "]" if high_inclusive else ")"
-        raise ValueError(f"{name} must lie in ({low}, {high}{right}, got {val}")
-    return val
+    """Validate a scalar radius in (low, high) (or (low, high]; ``high=None``: unbounded). Returns a float.
+
+    Raises:
+        TypeError: not a real number. ValueError: NaN/Inf or out of range.
+    """
+    return check_real(eps, name, low, high, high_inclusive=high_inclusive)
+
+
+def check_maps(maps, name="saliency"):
+    """Validate per-pixel maps of shape (B, H, W): real-valued and finite. Returns them as float64.
+
+    Raises:
+        TypeError: complex or non-numeric dtype. ValueError: wrong rank, NaN/Inf.
+    """
+    a = np.asarray(maps)
+    if a.ndim != 3:
+        raise ValueError(f"{name} must have shape (B, H, W), got {a.shape}")
+    if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
+        raise TypeError(f"{name} must be a real-valued array, got dtype {a.dtype}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains NaN or Inf")
+    return a.astype(np.float64, copy=False)

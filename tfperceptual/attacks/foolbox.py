@@ -1,15 +1,25 @@
-"""Foolbox 3 baselines behind the same interface as the project's attacks.
+"""Foolbox 3 baselines behind the project's :class:`~tfperceptual.attacks.base.Attack` interface.
 
-``FoolboxAttack(model, "fgsm" | "fgm" | "pgd" | "pgd_l2", eps=…)`` wraps
-Foolbox's ``LinfFastGradientAttack`` (FGSM), ``L2FastGradientAttack`` (FGM),
-``LinfPGD`` and ``L2PGD`` (50 steps, as in the paper; Foolbox's default
-relative step sizes and random start).  With fewer steps than Foolbox's default (40 for
+``FoolboxAttack(model, "fgsm" | "fgm" | "pgd" | "pgd_l2", eps=…)`` (or the registered classes
+:class:`FGSM`, :class:`FGM`, :class:`PGD`, :class:`PGD_L2`) wraps Foolbox's ``LinfFastGradientAttack``
+(FGSM), ``L2FastGradientAttack`` (FGM), ``LinfPGD`` and ``L2PGD`` (50 steps, as in the paper; Foolbox's
+default relative step sizes and random start).  With fewer steps than Foolbox's default (40 for
 ``LinfPGD``, 50 for ``L2PGD``) the relative step size is scaled up by default/steps so the
 iterates can still cross the ε ball (Foolbox's 0.0333 × 10 steps would reach a third of it);
-an explicit ``rel_stepsize`` is used as given.  Calling it as ``attack(images,
-labels)`` returns an :class:`tfperceptual.attacks.AttackResult`.  The attacks
-themselves are Foolbox's, not reimplemented; the model is wrapped with
-``foolbox.TensorFlowModel`` over its logits model (bounds (0, 1)).
+an explicit ``rel_stepsize`` is used as given.  The attacks themselves are Foolbox's, not
+reimplemented; the model is wrapped with ``foolbox.TensorFlowModel`` over its logits model
+(bounds (0, 1)) in inference mode.
+
+These attacks are **not graph-pure**: Foolbox runs eagerly through EagerPy with Python control flow, so
+they offer ``attack(images, labels)`` only, and ``perturb`` raises ``NotImplementedError`` (the
+project's own graph-pure attacks are :class:`~tfperceptual.attacks.PGAP` and
+:class:`~tfperceptual.attacks.FPGAP`).
+
+**Seeds.**  Foolbox's PGD draws its random start with ``tf.random.uniform`` and takes no seed.  With
+``seed=s`` every internal batch first calls ``tf.random.set_seed`` with a seed derived from ``s``, the
+attack, ε and the batch's own pixels and labels: the same batch gets the same random start whatever ran
+before it (so a run, its resumption and a calibration on the same images agree).  This sets TensorFlow's
+global seed as a side effect; ``seed=None`` (default) leaves it alone and Foolbox unseeded.
 """
 
 from __future__ import annotations
@@ -17,12 +27,12 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from .attacks import AttackResult
-from .metrics import psnr, ssim
-from .model_adapter import as_logits_model, input_shape_of
-from .validation import check_images, check_labels
+from ..io_utils import digest
+from ..validation import check_choice, check_positive_int, check_real
+from .base import Attack
+from .registry import register_attack
 
-__all__ = ["FoolboxAttack", "FOOLBOX_ATTACKS", "FGSM", "FGM", "PGD", "PGD_L2"]
+__all__ = ["FoolboxAttack", "FOOLBOX_ATTACKS", "FOOLBOX_PGD_DEFAULTS", "FGSM", "FGM", "PGD", "PGD_L2"]
 
 #: Foolbox 3.3 defaults of the PGD attacks: (steps, rel_stepsize)
 FOOLBOX_PGD_DEFAULTS = {"LinfPGD": (40, 0.01 / 0.3), "L2PGD": (50, 0.025)}
@@ -36,30 +46,36 @@ FOOLBOX_ATTACKS = {
 }
 
 
-class FoolboxAttack:
-    """A Foolbox attack with the project's call signature.
+class FoolboxAttack(Attack):
+    """A Foolbox attack with the project's call signature (not graph-pure: see the module docstring).
 
     Args:
-        model: Keras 3 classifier (any output kind; see :mod:`tfperceptual.model_adapter`).
+        model: Keras 3 classifier (any head; see :class:`tfperceptual.models.LogitsModel`).
         attack: one of ``"fgsm"``, ``"fgm"``, ``"pgd"``, ``"pgd_l2"``.
         eps: perturbation budget in the attack's norm (ℓ∞ or ℓ2, pixels in [0, 1]); > 0.
-        steps: iterations of the PGD attacks (ignored by FGSM/FGM); below Foolbox's default step
-            count the relative step size is scaled up (see the module docstring).
-        batch_size: images per Foolbox call.
+        steps: iterations of the PGD attacks, ≥ 1 (FGSM/FGM take one step whatever it is); below Foolbox's
+            default step count the relative step size is scaled up (see the module docstring).
+        batch_size: images per Foolbox call, ≥ 1.
+        seed: ``None`` or an int: seeds each batch's random start (see the module docstring).
         **kwargs: passed to the Foolbox attack's constructor (e.g. ``rel_stepsize``).
+
+    Raises:
+        ValueError / TypeError: unknown attack, eps ≤ 0, steps or batch_size < 1, a non-integer seed.
     """
 
-    def __init__(self, model, attack="fgsm", eps=0.1, steps=50, batch_size=256, **kwargs):
+    graph_pure = False
+
+    def __init__(self, model, attack="fgsm", eps=0.1, steps=50, batch_size=256, seed=None, **kwargs):
         import foolbox as fb
 
-        if attack not in FOOLBOX_ATTACKS:
-            raise ValueError(f"attack must be one of {sorted(FOOLBOX_ATTACKS)}, got {attack!r}")
+        check_choice(attack, "attack", tuple(FOOLBOX_ATTACKS))
+        super().__init__(model, batch_size)
         self.name = attack
         cls_name, self.norm, iterative = FOOLBOX_ATTACKS[attack]
-        self.model = as_logits_model(model)
-        self.input_shape = input_shape_of(self.model)
-        self.num_classes = self.model.num_classes
-        self.steps = int(steps) if iterative else 1
+        self.eps_unit = f"{'ℓ∞' if self.norm == 'linf' else 'ℓ2'} budget"
+        steps = check_positive_int(steps, "steps")
+        self.steps = steps if iterative else 1
+        self.seed = None if seed is None else check_positive_int(seed, "seed", minimum=0)
         cls = getattr(fb.attacks, cls_name)
         if iterative and "rel_stepsize" not in kwargs and "abs_stepsize" not in kwargs:
             default_steps, default_rel = FOOLBOX_PGD_DEFAULTS[cls_name]
@@ -71,60 +87,70 @@ class FoolboxAttack:
         logits_model = self.model
         self.fmodel = fb.TensorFlowModel(lambda t: logits_model(t, training=False), bounds=(0.0, 1.0))
         self.eps = eps
-        self.batch_size = int(batch_size)
 
     @property
     def eps(self) -> float:
+        """The budget in the attack's norm (> 0)."""
         return self._eps
 
     @eps.setter
     def eps(self, value):
-        value = float(value)
-        if not np.isfinite(value) or value <= 0:
-            raise ValueError(f"eps must be a positive {self.norm} budget, got {value}")
-        self._eps = value
+        self._eps = check_real(value, f"eps ({self.norm} budget)", 0.0, None)
 
-    def __call__(self, images, labels, target=None, return_iterates=False) -> AttackResult:
-        """Attack ``images`` (B, H, W, C) float32 in [0, 1] with integer ``labels`` (B,)."""
+    def _batch_seed(self, x, labels, target):
+        return int(digest(self.seed, self.name, self._eps, x, labels, target, length=8), 16) % (2**31 - 1)
+
+    def _attack_batch(self, x, labels, target, return_iterates):
         import foolbox as fb
 
-        x = check_images(images, "images", (0.0, 1.0), self.input_shape)
-        y = check_labels(labels, len(x), self.num_classes, "labels")
-        t = None if target is None else check_labels(target, len(x), self.num_classes, "target")
-        advs, preds = [], []
-        for i in range(0, len(x), self.batch_size):
-            xb = tf.constant(x[i:i + self.batch_size])
-            lb = tf.constant(y[i:i + self.batch_size])
-            crit = lb if t is None else fb.criteria.TargetedMisclassification(tf.constant(t[i:i + self.batch_size]))
-            _, clipped, _ = self.attack(self.fmodel, xb, crit, epsilons=self._eps)
-            adv = np.clip(np.asarray(clipped, np.float32), 0.0, 1.0)
-            advs.append(adv)
-            preds.append(np.argmax(self.model(tf.constant(adv), training=False).numpy(), -1))
-        adv = np.concatenate(advs)
-        pred = np.concatenate(preds)
-        success = (pred == t) if t is not None else (pred != y)
+        if self.seed is not None:
+            tf.random.set_seed(self._batch_seed(x, labels, target))
+        xb, lb = tf.constant(x), tf.constant(labels)
+        crit = lb if target is None else fb.criteria.TargetedMisclassification(tf.constant(target))
+        _, clipped, _ = self.attack(self.fmodel, xb, crit, epsilons=self._eps)
+        adv = np.clip(np.asarray(clipped, np.float32), 0.0, 1.0)
+        pred = np.argmax(self.model(tf.constant(adv), training=False).numpy(), -1)
         n = len(x)
-        return AttackResult(adversarial=adv, success=success, steps=np.full(n, self.steps, np.int32),
-                            ssim=ssim(x, adv), psnr=psnr(x, adv), adv_labels=pred,
-                            failed=np.zeros(n, bool), messages=[""] * n,
-                            iterates=adv[None] if return_iterates else None, epsilon=self._eps)
+        return {"adversarial": adv, "success": (pred == target) if target is not None else (pred != labels),
+                "steps": np.full(n, self.steps, np.int32), "adv_labels": pred, "failed": np.zeros(n, bool),
+                "messages": [""] * n, "iterates": adv[None] if return_iterates else None}
 
 
-def FGSM(model, eps, **kw):
-    """Foolbox ℓ∞ fast gradient sign method."""
-    return FoolboxAttack(model, "fgsm", eps, **kw)
+@register_attack("fgsm")
+class FGSM(FoolboxAttack):
+    """Foolbox ℓ∞ fast gradient sign method (``LinfFastGradientAttack``); ``eps`` is the ℓ∞ budget."""
+
+    eps_unit = "ℓ∞ budget"
+
+    def __init__(self, model, eps, steps=1, batch_size=256, seed=None, **kwargs):
+        super().__init__(model, "fgsm", eps, steps, batch_size, seed, **kwargs)
 
 
-def FGM(model, eps, **kw):
-    """Foolbox ℓ2 fast gradient method."""
-    return FoolboxAttack(model, "fgm", eps, **kw)
+@register_attack("fgm")
+class FGM(FoolboxAttack):
+    """Foolbox ℓ2 fast gradient method (``L2FastGradientAttack``); ``eps`` is the ℓ2 budget."""
+
+    eps_unit = "ℓ2 budget"
+
+    def __init__(self, model, eps, steps=1, batch_size=256, seed=None, **kwargs):
+        super().__init__(model, "fgm", eps, steps, batch_size, seed, **kwargs)
 
 
-def PGD(model, eps, steps=50, **kw):
-    """Foolbox ℓ∞ projected gradient descent."""
-    return FoolboxAttack(model, "pgd", eps, steps=steps, **kw)
+@register_attack("pgd")
+class PGD(FoolboxAttack):
+    """Foolbox ℓ∞ projected gradient descent (``LinfPGD``, random start); ``eps`` is the ℓ∞ budget."""
+
+    eps_unit = "ℓ∞ budget"
+
+    def __init__(self, model, eps, steps=50, batch_size=256, seed=None, **kwargs):
+        super().__init__(model, "pgd", eps, steps, batch_size, seed, **kwargs)
 
 
-def PGD_L2(model, eps, steps=50, **kw):
-    """Foolbox ℓ2 projected gradient descent."""
-    return FoolboxAttack(model, "pgd_l2", eps, steps=steps, **kw)
+@register_attack("pgd_l2")
+class PGD_L2(FoolboxAttack):  # noqa: N801 - the attack's name in the paper's tables
+    """Foolbox ℓ2 projected gradient descent (``L2PGD``, random start); ``eps`` is the ℓ2 budget."""
+
+    eps_unit = "ℓ2 budget"
+
+    def __init__(self, model, eps, steps=50, batch_size=256, seed=None, **kwargs):
+        super().__init__(model, "pgd_l2", eps, steps, batch_size, seed, **kwargs)

@@ -20,21 +20,36 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["evaluate", "per_image_counts", "aggregate", "DEFAULT_NOISE_THRESHOLDS", "confusion_counts"]
+from ..validation import check_maps
+
+__all__ = ["evaluate", "per_image_counts", "aggregate", "DEFAULT_NOISE_THRESHOLDS", "confusion_counts", "noise_map"]
 
 #: noise thresholds of the Fig. 5 curves; Table I is read at 0.11
 DEFAULT_NOISE_THRESHOLDS = tuple(np.round(np.arange(0.01, 0.51, 0.01), 2))
 
 
-def _check_maps(a, name):
-    a = np.asarray(a)
-    if a.ndim != 3:
-        raise ValueError(f"{name} must have shape (B, H, W), got {a.shape}")
-    if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
-        raise TypeError(f"{name} must be a real-valued array, got dtype {a.dtype}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} contains NaN or Inf")
-    return a.astype(np.float32, copy=False)
+def noise_map(ssim_maps, combine="max"):
+    """Per-pixel dissimilarity 1 − SSIM, channels combined: (B, H, W, C) → (B, H, W).
+
+    Args:
+        ssim_maps: output of :func:`tfperceptual.evaluation.quality.ssim_map`.
+        combine: ``"max"`` (default: a pixel counts as perturbed when any colour channel changed —
+            the paper shows the channels separately) or ``"mean"`` over the channels.
+
+    Returns:
+        (B, H, W) float32 array, values in [0, 2].
+
+    Raises:
+        ValueError: not (B, H, W, C), or an unknown ``combine``.
+    """
+    d = 1.0 - np.asarray(ssim_maps, np.float32)
+    if d.ndim != 4:
+        raise ValueError(f"ssim_maps must have shape (B, H, W, C), got {d.shape}")
+    if combine == "max":
+        return d.max(-1)
+    if combine == "mean":
+        return d.mean(-1)
+    raise ValueError(f"combine must be 'max' or 'mean', got {combine!r}")
 
 
 def confusion_counts(noise_binary, cam_binary):
@@ -54,8 +69,8 @@ def per_image_counts(noise_maps, cam_maps, noise_thresholds=DEFAULT_NOISE_THRESH
     Streaming runs keep these counts batch by batch instead of the maps; :func:`aggregate` turns
     them into the metrics. Arguments as in :func:`evaluate`.
     """
-    noise = _check_maps(noise_maps, "noise_maps")
-    cam = _check_maps(cam_maps, "cam_maps")
+    noise = check_maps(noise_maps, "noise_maps").astype(np.float32)
+    cam = check_maps(cam_maps, "cam_maps").astype(np.float32)
     if noise.shape != cam.shape:
         raise ValueError(f"noise_maps and cam_maps must have the same shape, got {noise.shape} and {cam.shape}")
     ts = np.asarray(noise_thresholds, np.float64).ravel()
@@ -98,7 +113,7 @@ def evaluate(noise_maps, cam_maps, noise_thresholds=DEFAULT_NOISE_THRESHOLDS, ca
 
     Args:
         noise_maps: (B, H, W) per-pixel dissimilarity, e.g. 1 − SSIM map with channels combined
-            (:func:`tfperceptual.maps.noise_map`); a pixel is perturbed where it exceeds the threshold.
+            (:func:`noise_map`); a pixel is perturbed where it exceeds the threshold.
         cam_maps: (B, H, W) class activation maps normalised to [0, 1] per image (GradCAM++).
         noise_thresholds: sequence of thresholds t (Table I uses 0.11).
         cam_threshold: the CAM region is CAM > ``cam_threshold`` (0.75 in the paper).

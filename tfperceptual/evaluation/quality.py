@@ -1,12 +1,12 @@
-"""Image-quality and attack metrics.
+"""Image-quality and attack metrics (NumPy in, NumPy out; checked inputs; TensorFlow inside, batched).
 
 * :func:`ssim`: the standard SSIM of Wang et al. (2004) with an 11×11
   Gaussian window, σ = 1.5, K1 = 0.01, K2 = 0.03 and data range 1, averaged
   over the valid window positions and over channels — the value of
   ``skimage.metrics.structural_similarity(x, y, gaussian_weights=True,
   sigma=1.5, use_sample_covariance=False, data_range=1, channel_axis=-1)``
-  (checked in the tests).  Implemented with ``tf.image.ssim`` so it runs
-  batched and on GPU.
+  (checked in the tests), computed in float64.
+* :func:`ssim_map`: the local SSIM at every pixel and channel (the map behind :func:`ssim`).
 * :func:`global_ssim`: the one-window SSIM S1·S2 of Brunet et al. (the
   quantity the SSIM ball constrains; paper Eqs. 3-7), per channel, averaged
   over channels.
@@ -16,6 +16,9 @@
   images whose post-attack label differs from the pre-attack (clean
   prediction) label; optionally also over the images the model classified
   correctly before the attack.
+* :func:`perturbation_norms`: ℓ2 and ℓ∞ norms of x′ − x.
+
+All one-copy implementations live in :mod:`tfperceptual.image_ops`.
 """
 
 from __future__ import annotations
@@ -23,54 +26,91 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["ssim", "global_ssim", "psnr", "fooling_rate", "perturbation_norms"]
+from .. import image_ops
+from ..validation import check_images
+
+__all__ = ["ssim", "ssim_map", "global_ssim", "psnr", "fooling_rate", "perturbation_norms"]
 
 
-def ssim(x, y, batch_size=512):
-    """SSIM per image. ``x, y``: (B, H, W, C) in [0, 1]. Returns (B,) float64.
+def _pair(x, y, bounds=(0.0, 1.0)):
+    x = check_images(x, "x", bounds)
+    y = check_images(y, "y", bounds)
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must have the same shape, got {x.shape} and {y.shape}")
+    return x, y
 
-    Images smaller than 11×11 raise ``ValueError``.
+
+def _check_window(shape, sigma=image_ops.SSIM_SIGMA):
+    k = len(image_ops.gaussian_window(sigma))
+    if min(shape[1:3]) < k:
+        raise ValueError(f"SSIM needs images of at least {k}×{k} pixels for a σ = {sigma} window, got {shape[1:3]}")
+
+
+_ssim_tf = tf.function(image_ops.ssim, reduce_retracing=True)
+_ssim_map_tf = tf.function(image_ops.ssim_map, reduce_retracing=True)
+_global_ssim_tf = tf.function(image_ops.global_ssim, reduce_retracing=True)
+_psnr_tf = tf.function(image_ops.psnr, reduce_retracing=True)
+
+
+def _batched(fn, x, y, batch_size, dtype=np.float64):
+    return np.concatenate([np.asarray(fn(tf.constant(x[i:i + batch_size], tf.float64),
+                                         tf.constant(y[i:i + batch_size], tf.float64)), dtype)
+                           for i in range(0, len(x), batch_size)])
+
+
+def ssim(x, y, batch_size=256):
+    """SSIM per image. ``x, y``: (B, H, W, C) float in [0, 1], at least 11 × 11. Returns (B,) float64.
+
+    Raises:
+        ValueError / TypeError: shapes differ, images smaller than 11 × 11, NaN/Inf, pixels outside [0, 1].
     """
-    x = np.asarray(x, np.float32)
-    y = np.asarray(y, np.float32)
-    if x.shape != y.shape or x.ndim != 4:
-        raise ValueError(f"x and y must both have shape (B, H, W, C), got {x.shape} and {y.shape}")
-    if min(x.shape[1:3]) < 11:
-        raise ValueError(f"SSIM needs images of at least 11×11 pixels, got {x.shape[1:3]}")
-    out = [_ssim_tf(x[i:i + batch_size], y[i:i + batch_size]).numpy() for i in range(0, len(x), batch_size)]
-    return np.concatenate(out).astype(np.float64)
+    x, y = _pair(x, y)
+    _check_window(x.shape)
+    return _batched(_ssim_tf, x, y, batch_size)
 
 
-@tf.function(reduce_retracing=True)
-def _ssim_tf(x, y):
-    return tf.image.ssim(x, y, max_val=1.0, filter_size=11, filter_sigma=1.5, k1=0.01, k2=0.03)
+def ssim_map(x, x_adv, batch_size=256):
+    """Local SSIM between ``x`` and ``x_adv`` (B, H, W, C) at every pixel and channel.
+
+    Gaussian window σ = 1.5 (11 × 11), K1 = 0.01, K2 = 0.03, population (not sample) statistics and
+    SciPy's 'reflect' borders: equal to ``skimage.metrics.structural_similarity(x, y, full=True,
+    gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1, channel_axis=-1)[1]``
+    per image (Wang et al., IEEE TIP 2004, Eq. 13); its mean over the interior (borders of 5 pixels
+    cropped) is :func:`ssim`.
+
+    Returns:
+        (B, H, W, C) float32 array, values in [−1, 1] (1 where nothing changed).
+
+    Raises:
+        ValueError / TypeError: shapes differ, images smaller than 11 × 11, NaN/Inf, pixels outside [0, 1].
+    """
+    x, x_adv = check_images(x, "x"), check_images(x_adv, "x_adv")
+    if x.shape != x_adv.shape:
+        raise ValueError(f"x and x_adv must have the same shape, got {x.shape} and {x_adv.shape}")
+    _check_window(x.shape)
+    return _batched(_ssim_map_tf, x, x_adv, batch_size, np.float32)
 
 
-def global_ssim(x, y):
+def global_ssim(x, y, batch_size=256):
     """Global SSIM S1·S2 per image (one window over the whole channel), averaged over channels.
 
     ``x, y``: (B, H, W, C) in [0, 1]. Returns (B,) float64.
     """
-    from solvers.ssim_ball import global_ssim as _g
-
-    x = np.asarray(x, np.float64)
-    y = np.asarray(y, np.float64)
-    if x.shape != y.shape or x.ndim != 4:
-        raise ValueError(f"x and y must both have shape (B, H, W, C), got {x.shape} and {y.shape}")
-    b, c = x.shape[0], x.shape[-1]
-    xr = np.moveaxis(x, -1, 1).reshape(b * c, -1)
-    yr = np.moveaxis(y, -1, 1).reshape(b * c, -1)
-    return _g(xr, yr).reshape(b, c).mean(1)
+    x, y = _pair(x, y)
+    return _batched(_global_ssim_tf, x, y, batch_size)
 
 
 def psnr(x, y, max_db=100.0):
-    """PSNR per image in dB for pixels in [0, 1]. ``x, y``: (B, ...). Returns (B,) float64."""
-    x = np.asarray(x, np.float64).reshape(len(x), -1)
-    y = np.asarray(y, np.float64).reshape(len(y), -1)
-    mse = np.mean((x - y) ** 2, axis=1)
-    with np.errstate(divide="ignore"):
-        val = -10.0 * np.log10(mse)
-    return np.minimum(val, max_db)
+    """PSNR per image in dB for pixels in [0, 1]. ``x, y``: (B, ...) arrays. Returns (B,) float64.
+
+    Raises:
+        ValueError: shapes differ.
+    """
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    if x.shape != y.shape or x.ndim < 2:
+        raise ValueError(f"x and y must have the same shape (B, ...), got {x.shape} and {y.shape}")
+    return image_ops.psnr(tf.constant(x), tf.constant(y), max_db).numpy()
 
 
 def fooling_rate(clean_pred, adv_pred, true_labels=None):
@@ -84,19 +124,36 @@ def fooling_rate(clean_pred, adv_pred, true_labels=None):
 
     Returns:
         dict with ``fooling_rate`` (and ``fooling_rate_correct``, ``n_correct``).
+
+    Raises:
+        ValueError: arrays of different lengths or empty.
     """
     clean_pred = np.asarray(clean_pred)
     adv_pred = np.asarray(adv_pred)
+    if clean_pred.shape != adv_pred.shape or clean_pred.ndim != 1 or clean_pred.size == 0:
+        raise ValueError(f"clean_pred and adv_pred must be non-empty (B,) arrays of one length, got shapes "
+                         f"{clean_pred.shape} and {adv_pred.shape}")
     fooled = clean_pred != adv_pred
     out = {"fooling_rate": float(fooled.mean())}
     if true_labels is not None:
-        correct = clean_pred == np.asarray(true_labels)
+        true_labels = np.asarray(true_labels)
+        if true_labels.shape != clean_pred.shape:
+            raise ValueError(f"true_labels must have shape {clean_pred.shape}, got {true_labels.shape}")
+        correct = clean_pred == true_labels
         out["n_correct"] = int(correct.sum())
         out["fooling_rate_correct"] = float(fooled[correct].mean()) if correct.any() else float("nan")
     return out
 
 
 def perturbation_norms(x, y):
-    """ℓ2 and ℓ∞ norms of the perturbation per image: dict of (B,) arrays."""
-    d = (np.asarray(y, np.float64) - np.asarray(x, np.float64)).reshape(len(x), -1)
+    """ℓ2 and ℓ∞ norms of the perturbation per image: dict of (B,) float64 arrays.
+
+    Raises:
+        ValueError: shapes differ.
+    """
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must have the same shape, got {x.shape} and {y.shape}")
+    d = (y - x).reshape(len(x), -1)
     return {"l2": np.linalg.norm(d, axis=1), "linf": np.abs(d).max(axis=1)}

@@ -31,22 +31,24 @@ from __future__ import annotations
 
 from contextlib import closing
 
+import keras
 import numpy as np
+import tensorflow as tf
+from scipy import ndimage
+from scipy.stats import spearmanr
+from tqdm.auto import tqdm
+
+from ..image_ops import gaussian_blur
+from ..models.adapter import as_logits_model
+from ..validation import check_images, check_labels, check_maps, check_positive_int
 
 __all__ = ["deletion_insertion", "auc", "normalise_maps", "threshold_grids", "largest_component_box",
-           "box_iou", "weak_localisation", "pointing_game", "cascading_randomization", "cascade_input_dependence",
-           "MID_GREY"]
+           "box_iou", "weak_localisation", "weak_localisation_success", "pointing_game", "cascading_randomization",
+           "cascade_input_dependence", "MID_GREY", "INSERTION_BLURS"]
 
 MID_GREY = 0.5
-
-
-def _check_maps(maps, name="saliency"):
-    m = np.asarray(maps, np.float64)
-    if m.ndim != 3:
-        raise ValueError(f"{name} must have shape (B, H, W), got {m.shape}")
-    if not np.all(np.isfinite(m)):
-        raise ValueError(f"{name} contains NaN or Inf")
-    return m
+#: insertion's blurred substrates (see :func:`deletion_insertion`)
+INSERTION_BLURS = ("gaussian", "rise")
 
 
 def auc(curve):
@@ -56,13 +58,8 @@ def auc(curve):
 
 
 def _blur_images(x, sigma):
-    import tensorflow as tf
-
-    from .explain import blur_saliency
-
-    b, h, w, c = x.shape
-    chans = tf.reshape(tf.transpose(tf.convert_to_tensor(x, tf.float32), [0, 3, 1, 2]), [b * c, h, w])
-    return tf.transpose(tf.reshape(blur_saliency(chans, sigma), [b, c, h, w]), [0, 2, 3, 1])
+    """Each channel blurred by the full Gaussian of σ pixels (radius int(4σ + 0.5), reflected borders)."""
+    return gaussian_blur(tf.convert_to_tensor(x, tf.float32), sigma)
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -75,12 +72,9 @@ def _rise_blur_images(x, sigma, klen=11):
     1); RISE convolves the ImageNet-normalised tensor with zero padding, i.e. the pixels outside the image
     take the ImageNet mean colour (for 3 channels; mid-grey otherwise). (B, H, W, C) in [0, 1] → same.
     """
-    import tensorflow as tf
-    from scipy.ndimage import gaussian_filter1d
-
     delta = np.zeros(klen)
     delta[klen // 2] = 1.0
-    k1 = gaussian_filter1d(delta, float(sigma), mode="reflect")
+    k1 = ndimage.gaussian_filter1d(delta, float(sigma), mode="reflect")
     c = x.shape[-1]
     pad = np.asarray(IMAGENET_MEAN if c == 3 else (MID_GREY,) * c, np.float32)
     r = klen // 2
@@ -90,26 +84,21 @@ def _rise_blur_images(x, sigma, klen=11):
     return tf.nn.depthwise_conv2d(xt, kern, strides=[1, 1, 1, 1], padding="VALID") + pad
 
 
-_PROB_FNS = {}
+_PROB_FN = {}
 
 
 def _class_probability_fn(model):
     """(logits model, traced ``(images, classes) -> softmax probability``) for ``model``, built once and
-    reused across calls (the benchmark runner calls :func:`deletion_insertion` per batch and method)."""
-    import tensorflow as tf
-
-    from .model_adapter import as_logits_model
-
-    key = id(model)
-    if key not in _PROB_FNS or _PROB_FNS[key][0] is not model:
-        lm = as_logits_model(model)
-
+    reused while the same model is scored (the benchmark runner calls :func:`deletion_insertion` per batch and
+    method); only the latest model is kept."""
+    lm = as_logits_model(model)
+    if _PROB_FN.get("model") is not lm:
         @tf.function(reduce_retracing=True)
         def probs(batch, cls):
             return tf.gather(tf.nn.softmax(lm(batch, training=False)), cls, batch_dims=1)
-        _PROB_FNS.clear()  # keep only the latest model
-        _PROB_FNS[key] = (model, lm, probs)
-    return _PROB_FNS[key][1], _PROB_FNS[key][2]
+        _PROB_FN.clear()
+        _PROB_FN.update(model=lm, fn=probs)
+    return lm, _PROB_FN["fn"]
 
 
 def deletion_insertion(model, images, labels, saliency, n_steps=100, substrate=MID_GREY, blur_sigma=5.0,
@@ -137,18 +126,14 @@ def deletion_insertion(model, images, labels, saliency, n_steps=100, substrate=M
         ValueError: shapes that do not match, NaN/Inf, labels out of range, n_steps < 1, an unknown
             insertion_blur.
     """
-    import tensorflow as tf
-
-    from .validation import check_images, check_labels
-
     lm, probs = _class_probability_fn(model)
     x = check_images(images, "images", (0.0, 1.0))
     y = check_labels(labels, len(x), lm.num_classes, "labels")
-    s = _check_maps(saliency)
+    s = check_maps(saliency)
     if s.shape != x.shape[:3]:
         raise ValueError(f"saliency must have shape {x.shape[:3]}, got {s.shape}")
-    if int(n_steps) < 1:
-        raise ValueError(f"n_steps must be ≥ 1, got {n_steps}")
+    n_steps = check_positive_int(n_steps, "n_steps")
+    batch_size = check_positive_int(batch_size, "batch_size")
     b, h, w, _ = x.shape
     hw = h * w
     order = np.argsort(-s.reshape(b, hw), axis=1, kind="stable")
@@ -186,7 +171,7 @@ def deletion_insertion(model, images, labels, saliency, n_steps=100, substrate=M
 
 def normalise_maps(maps):
     """Min–max normalise each (H, W) map of (B, H, W) to [0, 1] (a constant map becomes 0)."""
-    m = _check_maps(maps)
+    m = check_maps(maps)
     lo = m.min((1, 2), keepdims=True)
     span = m.max((1, 2), keepdims=True) - lo
     return np.where(span > 0, (m - lo) / np.where(span > 0, span, 1.0), 0.0)
@@ -203,8 +188,6 @@ def threshold_grids():
 def largest_component_box(mask):
     """Bounding box [xmin, ymin, xmax, ymax] (continuous pixel edges) of the largest 4-connected
     component of a (H, W) boolean mask, or ``None`` if the mask is empty (ties: lowest label)."""
-    from scipy import ndimage
-
     mask = np.asarray(mask, bool)
     if not mask.any():
         return None
@@ -301,7 +284,7 @@ def weak_localisation(saliency=None, boxes=None, strategies=("value", "percentil
 def pointing_game(saliency, boxes, tolerance=15.0):
     """(B,) hits: the map's maximum (first in raster order on ties) lies within ``tolerance`` pixels
     (Euclidean distance to the box, pixel centres) of one of the image's boxes (Zhang et al., 2016)."""
-    m = _check_maps(saliency)
+    m = check_maps(saliency)
     if len(boxes) != len(m):
         raise ValueError(f"need one box array per map: {len(m)} maps, {len(boxes)} box arrays")
     hits = np.zeros(len(m), bool)
@@ -324,9 +307,7 @@ def _initializer_of(layer, weight_name):
     """The layer's own initializer of the weight called ``weight_name``, or ``None``. Keras names a
     DepthwiseConv2D's weight "kernel" but keeps its initializer as ``depthwise_initializer``;
     SeparableConv2D's "depthwise_kernel"/"pointwise_kernel" use ``depthwise_``/``pointwise_initializer``."""
-    from keras import layers
-
-    if weight_name == "kernel" and isinstance(layer, layers.DepthwiseConv2D):
+    if weight_name == "kernel" and isinstance(layer, keras.layers.DepthwiseConv2D):
         return getattr(layer, "depthwise_initializer", None)
     return getattr(layer, weight_name.replace("_kernel", "") + "_initializer", None)
 
@@ -338,8 +319,6 @@ def _reinitialise(layer, rng_seed):
         ValueError: a weight whose initializer the layer does not expose (never skipped silently: a
             weight left trained would make the sanity check pass or fail for the wrong reason).
     """
-    import keras
-
     for j, v in enumerate(layer.weights):
         pname = v.name.split("/")[-1]
         init = _initializer_of(layer, pname)
@@ -354,13 +333,19 @@ def _reinitialise(layer, rng_seed):
         v.assign(init(tuple(v.shape), dtype=v.dtype))
 
 
+def _maps_of(explainer, images, labels):
+    out = explainer(images, labels)
+    return np.asarray(getattr(out, "saliency", out), np.float64)
+
+
 def cascading_randomization(model, make_explainer, images, labels, checkpoints=None, seed=0, progress=False):
     """Cascading randomisation of Adebayo et al. (2018): re-initialise the layers with weights from the
     top down, one at a time (keeping those above randomised), and compare the maps with the original.
 
     Args:
         model: Keras classifier (its weights are restored on return, also after an exception).
-        make_explainer: ``make_explainer(model) -> f(images, labels) -> (B, H, W)``; called again after
+        make_explainer: ``make_explainer(model)`` returns an :class:`~tfperceptual.explain.Explainer` (or any
+            ``f(images, labels)`` returning (B, H, W) maps or an object with ``saliency``); called again after
             every randomisation (tf-keras-vis clones models, so a visualiser must be rebuilt).
         images: (B, H, W, C) in [0, 1]; labels: (B,) classes explained (kept fixed).
         checkpoints: names of the layers after whose randomisation maps are recorded (default: every
@@ -373,8 +358,7 @@ def cascading_randomization(model, make_explainer, images, labels, checkpoints=N
         dict ``layers`` (recorded, top-down), ``spearman`` and ``spearman_abs`` (L, B), ``ssim`` (L, B)
         between the normalised maps, ``original`` (B, H, W) and ``maps`` (L, B, H, W).
     """
-    from scipy.stats import spearmanr
-    from skimage.metrics import structural_similarity
+    from skimage.metrics import structural_similarity  # deferred: scikit-image's import is slow
 
     rows = {"spearman": [], "spearman_abs": [], "ssim": []}
     maps, recorded = [], []
@@ -382,10 +366,10 @@ def cascading_randomization(model, make_explainer, images, labels, checkpoints=N
     with closing(_cascade(model, checkpoints, seed, progress)) as cascade:  # weights back even on an error
         for name in cascade:
             if name is None:  # the trained model
-                original = np.asarray(make_explainer(model)(images, labels), np.float64)
+                original = _maps_of(make_explainer(model), images, labels)
                 o_norm = normalise_maps(original)
                 continue
-            m = np.asarray(make_explainer(model)(images, labels), np.float64)
+            m = _maps_of(make_explainer(model), images, labels)
             mn = normalise_maps(m)
             rows["spearman"].append([spearmanr(a.ravel(), b.ravel())[0] for a, b in zip(original, m)])
             rows["spearman_abs"].append([spearmanr(np.abs(a).ravel(), np.abs(b).ravel())[0]
@@ -402,8 +386,6 @@ def _cascade(model, checkpoints, seed, progress=False):
     """Yield ``None`` with the trained weights, then each checkpoint's name once the layers from the top
     down to it are re-initialised (layer k top-down with seed ``seed + k``); weights restored at the end,
     also after an exception or an early exit of the caller."""
-    from tqdm.auto import tqdm
-
     layers = _kernel_layers(model)[::-1]
     names = [layer.name for layer in layers]
     wanted = names if checkpoints is None else list(checkpoints)
@@ -440,9 +422,7 @@ def cascade_input_dependence(model, images, checkpoints=None, seed=0):
     Returns:
         dict ``layers`` (checkpoints, top-down) and ``relative_spread`` (L,).
     """
-    from .model_adapter import as_logits_model
-
-    x = np.asarray(images, np.float32)
+    x = check_images(images, "images")
     if len(x) < 2:
         raise ValueError("need at least 2 images to measure how the logits vary with the input")
     lm = as_logits_model(model)

@@ -9,9 +9,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import keras
+
+from ..datasets import CIFAR10_CLASSES, data_root
+from .tfjs_weights import assign_tfjs_weights, read_tfjs_weights
+
 __all__ = ["mnist_cnn", "cifar10_cnn", "imagenet_mobilenet", "class_names", "ASSETS", "MODELS_ENV"]
 
-ASSETS = Path(__file__).resolve().parent / "assets"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
 MODELS_ENV = "TFPERCEPTUAL_MODELS"
 _MOBILENET = "mobilenet_v1_0.75_224_tfjs"
 
@@ -21,8 +26,6 @@ def mnist_cnn():
 
     Input (B, 28, 28, 1) float32 in [0, 1]; output (B, 10) logits.
     """
-    import keras
-
     return keras.models.load_model(ASSETS / "mnist_cnn.keras", compile=False)
 
 
@@ -34,8 +37,6 @@ def cifar10_cnn():
     Raises:
         FileNotFoundError: the weights have not been trained yet.
     """
-    import keras
-
     path = ASSETS / "cifar10_cnn.keras"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: run scripts/train_cifar10.py")
@@ -45,12 +46,10 @@ def cifar10_cnn():
 def _models_root():
     if os.environ.get(MODELS_ENV):
         return Path(os.environ[MODELS_ENV])
-    from .datasets import data_root
-
     return data_root().parent / "models"
 
 
-def imagenet_mobilenet(weights_dir=None, input_size=227):
+def imagenet_mobilenet(weights_dir=None, input_size=None):
     """Pretrained ImageNet MobileNet v1 (α = 0.75) from TensorFlow.js files, no network access.
 
     Builds ``keras.applications.MobileNet(alpha=0.75, weights=None)`` and assigns
@@ -59,25 +58,27 @@ def imagenet_mobilenet(weights_dir=None, input_size=227):
     ``weights_dir`` defaults to ``$TFPERCEPTUAL_MODELS/mobilenet_v1_0.75_224_tfjs``,
     else ``../shared/models/mobilenet_v1_0.75_224_tfjs`` beside the data root.
 
-    The returned model takes (B, input_size, input_size, 3) pixels in [0, 1]
-    (default 227, the size of ``imagenet-val1300``), resizes them bilinearly to
-    224 × 224 and maps them to [-1, 1] (``x / 127.5 - 1`` on 0..255) inside the
-    graph; it outputs (B, 1000) logits.  Top-1 on the 1,300 images: see docs/results.md.
+    The returned model takes (B, H, W, 3) pixels in [0, 1] of any size (``input_size=None``, default; or
+    a fixed H = W = ``input_size``), resizes them bilinearly to 224 × 224 inside the graph (the identity
+    for 224 × 224 input; the 227 × 227 images of ``imagenet-val1300`` go through the same resize as
+    before) and maps them to [-1, 1] (``x / 127.5 - 1`` on 0..255); it outputs (B, 1000) logits.
+    Top-1 on the 1,300 images: see docs/results.md.
+
+    Raises:
+        FileNotFoundError / ValueError: missing or inconsistent TensorFlow.js files.
     """
-    import keras
-
-    from .tfjs_weights import assign_tfjs_weights, read_tfjs_weights
-
     wdir = Path(weights_dir) if weights_dir is not None else _models_root() / _MOBILENET
     weights = read_tfjs_weights(wdir)
-    inp = keras.Input((input_size, input_size, 3), name="pixels")
+    size = None if input_size is None else int(input_size)
+    inp = keras.Input((size, size, 3), name="pixels")
     h = inp
-    if input_size != 224:
+    if size != 224:
         h = keras.layers.Resizing(224, 224, interpolation="bilinear", name="resize_224")(h)
     h = keras.layers.Rescaling(2.0, offset=-1.0, name="to_minus1_1")(h)
     # built on the preprocessed tensor, so the network is one flat functional graph (its layers, e.g.
-    # for GradCAM++ or perceptual losses, are reachable by name from the returned model)
-    net = keras.applications.MobileNet(alpha=0.75, weights=None, input_tensor=h, classifier_activation=None)
+    # for Grad-CAM++ or perceptual losses, are reachable by name from the returned model)
+    net = keras.applications.MobileNet(input_shape=(224, 224, 3), alpha=0.75, weights=None, input_tensor=h,
+                                       classifier_activation=None)
     assign_tfjs_weights(net, weights, {("DepthwiseConv2D", "kernel"): "depthwise_kernel"})
     # a pretrained inference model: frozen batch norm, so that model(x) without training=False (as
     # Foolbox and Xplique call it) uses the moving statistics, not the batch's
@@ -92,12 +93,8 @@ def class_names(dataset: str):
     if dataset == "mnist":
         return [str(i) for i in range(10)]
     if dataset == "cifar10":
-        from .datasets import CIFAR10_CLASSES
-
         return list(CIFAR10_CLASSES)
     if dataset == "imagenet":
-        from .datasets import data_root
-
         lines = (data_root() / "imagenet-val1300" / "synset_words.txt").read_text().splitlines()
         return [line.split(" ", 1)[1].strip() for line in lines if line.strip()]
     raise ValueError(f"unknown dataset {dataset!r}; choose 'mnist', 'cifar10' or 'imagenet'")

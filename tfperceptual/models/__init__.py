@@ -1,0 +1,13 @@
+"""Models: the logits adapter every algorithm uses, graph access, intermediate features, and the zoo."""
+
+from .adapter import (HEADS, LogitsModel, LogProbability, NotDifferentiableError, PreActivation, as_logits_model,
+                      input_shape_of, to_functional)
+from .features import activation_layers, feature_model, penultimate_conv_layer, resolve_layers
+from .logits import class_margin, class_score
+from .tfjs_weights import assign_tfjs_weights, read_tfjs_weights
+from .zoo import cifar10_cnn, class_names, imagenet_mobilenet, mnist_cnn
+
+__all__ = ["LogitsModel", "as_logits_model", "to_functional", "input_shape_of", "NotDifferentiableError",
+           "PreActivation", "LogProbability", "HEADS", "activation_layers", "feature_model", "penultimate_conv_layer",
+           "resolve_layers", "class_margin", "class_score", "read_tfjs_weights", "assign_tfjs_weights", "mnist_cnn",
+           "cifar10_cnn", "imagenet_mobilenet", "class_names"]

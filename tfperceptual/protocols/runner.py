@@ -1,0 +1,116 @@
+"""What every protocol shares: images in batches, clean predictions, fingerprints, and the result cache.
+
+* Images may be float in [0, 1] or uint8 (ImageNet is held as uint8 to save memory); :func:`as_float`
+  converts one batch at a time.
+* :func:`batch_slices` cuts N images into batches that never cross given boundaries, so that the first
+  ``n_calibration`` images form exactly the same batches in a calibration and in the final run (an attack
+  seeded per batch then gives them the same result in both).
+* :class:`ResultCache` is a folder of atomically written JSON / ``.npz`` entries; an entry that cannot be
+  read (corrupt, truncated, missing keys) is reported by path and recomputed, never fatal.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from ..io_utils import atomic_savez, atomic_write_json, digest, read_json, read_npz, weights_digest
+from ..models.adapter import as_logits_model, input_shape_of
+from ..validation import check_images, check_labels, check_positive_int
+
+__all__ = ["as_float", "batch_slices", "predict_labels", "check_dataset", "fingerprint", "ResultCache",
+           "supports_seed"]
+
+
+def as_float(batch):
+    """uint8 (0..255) or float batch → float32 in [0, 1] (NumPy)."""
+    batch = np.asarray(batch)
+    return batch.astype(np.float32) / 255.0 if batch.dtype == np.uint8 else batch.astype(np.float32, copy=False)
+
+
+def batch_slices(n, batch_size, boundaries=()):
+    """[(start, stop), …] covering ``range(n)`` in batches of at most ``batch_size`` that never cross a
+    boundary: with ``boundaries=(k,)`` the images before k are batched exactly as ``batch_slices(k, …)``."""
+    batch_size = check_positive_int(batch_size, "batch_size")
+    cuts = sorted({0, n, *[b for b in boundaries if 0 < b < n]})
+    return [(s, min(s + batch_size, b)) for a, b in zip(cuts[:-1], cuts[1:]) for s in range(a, b, batch_size)]
+
+
+_PREDICT = {}
+
+
+def predict_labels(model, images, batch_size=256):
+    """Top-1 labels (N,) int64 of ``model`` on ``images`` (N, H, W, C) float in [0, 1] or uint8, in batches."""
+    lm = as_logits_model(model)
+    if _PREDICT.get("model") is not lm:
+        _PREDICT.clear()
+        _PREDICT.update(model=lm, fn=tf.function(lambda x: tf.argmax(lm(x, training=False), -1),
+                                                 reduce_retracing=True, autograph=False))
+    fn = _PREDICT["fn"]
+    out = [fn(tf.constant(as_float(images[s:e]))).numpy() for s, e in batch_slices(len(images), batch_size)]
+    return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
+
+
+def check_dataset(model, images, labels, name="images", chunk=4096):
+    """Validate a dataset against ``model`` without converting it all at once; returns the labels (N,) int64.
+
+    Raises:
+        ValueError / TypeError: images that are not (N, H, W, C) float in [0, 1] (or uint8), whose size or
+            channels the model cannot take; labels of another length or outside the model's classes.
+    """
+    lm = as_logits_model(model)
+    if len(images) == 0:
+        raise ValueError(f"{name} is empty")
+    shape = input_shape_of(lm)
+    for i in range(0, len(images), chunk):
+        check_images(as_float(images[i:i + chunk]), name, (0.0, 1.0), shape)
+    return check_labels(labels, len(images), lm.num_classes, "labels")
+
+
+def fingerprint(model, images, settings):
+    """A 16-hex-digit key of the model's weights, the images and the settings (a JSON-able dict)."""
+    return digest(weights_digest(model), np.asarray(images), settings)
+
+
+def supports_seed(cls):
+    """Whether an attack or explainer class takes ``seed=`` (it draws random numbers)."""
+    return "seed" in inspect.signature(cls.__init__).parameters
+
+
+class ResultCache:
+    """A folder of cache entries, written atomically and read back tolerantly.
+
+    Args:
+        folder: the cache folder (created).
+    """
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def path(self, name):
+        """The entry's file path."""
+        return self.folder / name
+
+    def read_json(self, name, required=()):
+        """The JSON entry, or ``None`` (missing, or unusable: a :class:`~tfperceptual.io_utils.CacheWarning`)."""
+        return read_json(self.path(name), required)
+
+    def write_json(self, name, obj):
+        """Write a JSON entry atomically."""
+        return atomic_write_json(self.path(name), obj)
+
+    def read_npz(self, name, required=()):
+        """The arrays of an ``.npz`` entry, or ``None`` (missing or unusable)."""
+        return read_npz(self.path(name), required)
+
+    def write_npz(self, name, **arrays):
+        """Write an ``.npz`` entry atomically."""
+        return atomic_savez(self.path(name), **arrays)
+
+    def remove(self, name):
+        """Delete an entry if present."""
+        self.path(name).unlink(missing_ok=True)
