@@ -52,8 +52,7 @@ def main():
 
     import tensorflow as tf
 
-    from tfperceptual.attacks import FPGAP
-    from tfperceptual.attacks import FoolboxAttack
+    from tfperceptual.attacks import FPGAP, FoolboxAttack, attack_loss
     from tfperceptual.datasets import load_sample
     from tfperceptual.models import mnist_cnn
 
@@ -64,10 +63,12 @@ def main():
                "tensorflow": tf.__version__}
 
     # 1. exact step
-    atk = FPGAP(model, eps=0.2)
-    xs = x[: args.images]
-    g, _ = atk._loss_grad(tf.constant(xs), tf.constant(pred[: args.images]), tf.constant(pred[: args.images]), False)
-    g_m = g.numpy().reshape(len(xs), -1).astype(np.float64)
+    xs = tf.constant(x[: args.images])
+    with tf.GradientTape() as tape:  # the CW loss gradient of the attacks' first step
+        tape.watch(xs)
+        loss = tf.reduce_sum(attack_loss(model(xs, training=False), tf.constant(pred[: args.images])))
+    g_m = tape.gradient(loss, xs).numpy().reshape(len(xs), -1).astype(np.float64)
+    xs = xs.numpy()
     x_m = xs.reshape(len(xs), -1).astype(np.float64)
     xc = _cifar_images(args.images).reshape(args.images, -1).astype(np.float64)
     g_c = np.random.default_rng(0).normal(size=xc.shape)

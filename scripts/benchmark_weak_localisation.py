@@ -1,6 +1,6 @@
 """Weak localisation's cost: one connected-component labelling per α of every strategy (250 per map, the
-direct reading of Sec. 4.2, as the project did before) against `tfperceptual.benchmarks`' one labelling per
-distinct mask. Same answers (checked here, and in tests/test_benchmarks.py); median seconds per map.
+direct reading of Sec. 4.2, as the project did before) against `tfperceptual.evaluation.saliency_metrics`' one labelling per
+distinct mask. Same answers (checked here, and in tests/test_saliency_metrics.py); median seconds per map.
 
     python scripts/benchmark_weak_localisation.py runs/benchmark_imagenet [--maps 64] [--repeats 3]
 

@@ -1,4 +1,4 @@
-"""Cross-check of tfperceptual.benchmarks.deletion_insertion against Xplique's Deletion / Insertion.
+"""Cross-check of tfperceptual.evaluation.deletion_insertion against Xplique's Deletion / Insertion.
 
 Xplique is not a dependency of this project (Xplique 2.0.2 pins tensorflow ≤ 2.20, scikit-image ≤ 0.25.2
 and scipy ≤ 1.15.3); it does import and run with our TensorFlow 2.21 / Keras 3 stack when installed
@@ -32,6 +32,7 @@ def main(argv=None):
     from xplique.metrics import Deletion, Insertion
 
     from tfperceptual.evaluation import saliency_metrics as bm
+    from tfperceptual.image_ops import gaussian_blur
     from tfperceptual.datasets import load_imagenet_val
     from tfperceptual.io_utils import atomic_write_json
     from tfperceptual.models import as_logits_model
@@ -43,7 +44,7 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     maps = {"saliency": saliency_maps(model, x, y, "saliency"), "gradcam": saliency_maps(model, x, y, "gradcam"),
             "random": rng.random(x.shape[:3]).astype(np.float32)}
-    blurred = np.asarray(bm._blur_images(x, 5.0))
+    blurred = np.asarray(gaussian_blur(x, 5.0))
     lm = as_logits_model(model)
     onehot = np.eye(lm.num_classes, dtype=np.float32)[y]
     rows, worst = [], 0.0

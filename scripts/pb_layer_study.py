@@ -31,7 +31,8 @@ def main(argv=None):
 
     from tfperceptual.evaluation import saliency_metrics as bm
     from tfperceptual.datasets import load_imagenet_val
-    from tfperceptual.explain import PerceptualBall, activation_layers
+    from tfperceptual.explain import PerceptualBall
+    from tfperceptual.models import activation_layers
     from tfperceptual.io_utils import atomic_savefig, atomic_write_json, atomic_write_text
     from tfperceptual.models import imagenet_mobilenet
 

@@ -48,7 +48,7 @@ def check_positive_int(value, name, minimum=1):
     Raises:
         TypeError: not an integer. ValueError: below ``minimum``.
     """
-    if isinstance(value, bool):
+    if isinstance(value, (bool, str, bytes)):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     try:
         as_float = float(value)

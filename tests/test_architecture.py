@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LEVELS = [
     ("solvers", 0),
     ("tfperceptual.validation", 1), ("tfperceptual.io_utils", 1), ("tfperceptual.image_ops", 1),
-    ("tfperceptual.datasets", 1),
+    ("tfperceptual.datasets", 1), ("tfperceptual.registry", 1),
     ("tfperceptual.models", 2),
     ("tfperceptual.attacks", 3), ("tfperceptual.explain", 3),
     ("tfperceptual.evaluation", 4),

@@ -230,3 +230,40 @@ def test_pgap_exact_uncertified_step_fails_the_image_and_keeps_the_last_iterate(
     assert "certify" in res.messages[0]
     np.testing.assert_array_equal(res.adversarial, x[:3])
     np.testing.assert_array_equal(res.steps, 0)
+
+
+# ----------------------------------------------------------------------------- defects found by probing (issue 14)
+@pytest.mark.parametrize("kwargs,exc,match", [
+    (dict(solver="foo"), ValueError, "solver"),
+    (dict(solver=("exact", "ECOS")), ValueError, "solver"),
+    (dict(gap_tol=-1.0), ValueError, "gap_tol"),
+    (dict(gap_tol=0.0), ValueError, "gap_tol"),
+    (dict(steps=0), ValueError, "steps"),
+    (dict(loss="hinge"), ValueError, "loss"),
+    (dict(batch_size=0), ValueError, "batch_size"),
+    (dict(eps_luminance=1.0), ValueError, "eps1"),
+])
+def test_impossible_pgap_settings_raise_at_construction(mnist_model, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        PGAP(mnist_model, eps=0.2, **kwargs)
+
+
+def test_foolbox_attack_with_zero_steps_raises(mnist_model):
+    from tfperceptual.attacks import FoolboxAttack
+
+    with pytest.raises(ValueError, match="steps"):
+        FoolboxAttack(mnist_model, "pgd", eps=0.1, steps=0)
+
+
+def test_a_model_with_zero_input_gradient_warns_once_naming_the_images(mnist_batch):
+    """A model built on sign() has a gradient path but a zero gradient: the attack says so instead of running
+    every step silently."""
+    x, _ = mnist_batch
+    inp = keras.Input((28, 28, 1))
+    h = keras.layers.Lambda(lambda t: keras.ops.sign(t - 0.5))(inp)
+    model = keras.Model(inp, keras.layers.Dense(10)(keras.layers.Flatten()(h)))
+    y = np.argmax(model(x[:3]).numpy(), -1)
+    with pytest.warns(RuntimeWarning, match=r"zero gradient .* images \[0, 1, 2\]") as record:
+        res = FPGAP(model, eps=0.2, steps=3)(x[:3], y)
+    assert len([w for w in record if issubclass(w.category, RuntimeWarning)]) == 1
+    assert res.zero_gradient.all() and not res.success.any()

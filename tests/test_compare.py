@@ -69,3 +69,72 @@ def test_cifar10_subset_of_the_cli_is_class_balanced():
     x, y = _load_data("cifar10", 1000)
     assert x.shape == (1000, 32, 32, 3) and x.dtype == np.float32
     assert np.bincount(y, minlength=10).tolist() == [100] * 10
+
+
+# ----------------------------------------------------------------------------- defects found by probing (issue 14)
+def test_the_same_seed_gives_the_same_results_json(tmp_path, run_cli):
+    """Foolbox's PGD draws random starts: seeded per batch, two runs write byte-identical results.json (and
+    another seed draws other starts)."""
+    common = ["compare", "--n", "16", "--steps", "3", "--attacks", "pgd,pgd_l2,fpgap", "--batch-size", "8",
+              "--eps", "pgd=0.02,0.1;pgd_l2=0.3,1.5;fpgap=0.1", "--no-progress"]
+    for run in ("a", "b"):
+        assert run_cli(common + ["--seed", "3", "--out", tmp_path / run])[0] == 0
+    assert (tmp_path / "a" / "results.json").read_bytes() == (tmp_path / "b" / "results.json").read_bytes()
+    assert run_cli(common + ["--seed", "4", "--out", tmp_path / "c"])[0] == 0
+    a = json.loads((tmp_path / "a" / "results.json").read_text())
+    c = json.loads((tmp_path / "c" / "results.json").read_text())
+    assert a["settings"]["seed"] == 3 and c["settings"]["seed"] == 4
+    assert [p["mean_l2"] for p in a["points"] if p["attack"] == "pgd_l2"] != \
+        [p["mean_l2"] for p in c["points"] if p["attack"] == "pgd_l2"]
+    assert "seconds" not in json.dumps(a["points"])  # wall times live in timings.json
+    assert json.loads((tmp_path / "a" / "timings.json").read_text())["points"][0]["seconds"] > 0
+
+
+def test_a_corrupt_or_incomplete_cache_entry_is_reported_and_recomputed(tmp_path, run_cli):
+    argv = ["compare", "--n", "6", "--steps", "2", "--attacks", "fgsm", "--eps", "fgsm=0.05,0.1", "--no-progress",
+            "--out", tmp_path]
+    assert run_cli(argv)[0] == 0
+    ref = json.loads((tmp_path / "results.json").read_text())
+    broken, partial = sorted((tmp_path / "cache").glob("fgsm*.json"))
+    broken.write_text('{"attack": "fgsm", "eps": 0.0')  # cut off mid-write by a crash
+    partial.write_text(json.dumps({"attack": "fgsm"}))    # an entry written by an older version
+    from tfperceptual.io_utils import CacheWarning
+    from tfperceptual.protocols.compare import run_sweep
+    from tfperceptual.models import mnist_cnn
+    from tfperceptual.datasets import load_sample
+
+    x, y = load_sample("mnist")
+    with pytest.warns(CacheWarning) as record:
+        run_sweep(mnist_cnn(), x[:6], y[:6], attacks=["fgsm"], eps_grids={"fgsm": [0.05, 0.1]}, out_dir=tmp_path,
+                  steps=2, progress=False)
+    named = " ".join(str(w.message) for w in record)
+    assert broken.name in named and partial.name in named and "recomputing" in named
+    assert run_cli(argv)[0] == 0  # and the command runs again, from the repaired cache
+    assert json.loads((tmp_path / "results.json").read_text())["points"] == ref["points"]
+
+
+def test_paper_rows_only_beside_the_zoo_model(tmp_path, run_cli):
+    from tfperceptual.models import mnist_cnn
+
+    path = tmp_path / "user.keras"
+    mnist_cnn().save(path)
+    argv = ["compare", "--n", "4", "--steps", "1", "--attacks", "fgsm", "--eps", "fgsm=0.1,0.3", "--no-progress"]
+    assert run_cli(argv + ["--out", tmp_path / "zoo"])[0] == 0
+    assert run_cli(argv + ["--model", path, "--out", tmp_path / "user"])[0] == 0
+    assert "| paper (" in (tmp_path / "zoo" / "report.md").read_text()
+    user = (tmp_path / "user" / "report.md").read_text()
+    assert "| paper" not in user and "left out" in user
+    assert json.loads((tmp_path / "user" / "results.json").read_text())["paper"] is None
+
+
+def test_compare_plots_have_a_title_and_a_labelled_target(monkeypatch):
+    import tfperceptual.protocols.report as report
+
+    figs = []
+    monkeypatch.setattr(report, "atomic_savefig", lambda fig, path, **kw: figs.append(fig))
+    pts = [{"attack": "a", "mean_ssim": s, "fooling_rate": f} for s, f in [(0.9, 0.1), (0.8, 0.5)]]
+    report.plot_fooling(pts, ["a"], "mean_ssim", 0.85, "average SSIM", "x.png", {"data": "mnist", "n": 2})
+    ax = figs[0].axes[0]
+    assert "Fooling rate" in ax.get_title() and "mnist" in ax.get_title()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "a" in labels and any("0.85" in t for t in labels)

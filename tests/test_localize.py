@@ -2,6 +2,7 @@
 
 import json
 
+import keras
 import numpy as np
 import pytest
 
@@ -144,3 +145,61 @@ def test_an_interrupted_attack_resumes_from_its_last_batch(tmp_path, monkeypatch
         np.testing.assert_allclose(got[m], ref[m], equal_nan=True)
     assert got["fooling_rate"] == ref["fooling_rate"]
     assert not list((tmp_path / "run" / "cache").glob("*.partial.npz"))  # finished: checkpoint removed
+
+
+# ----------------------------------------------------------------------------- defects found by probing (issue 14)
+def test_calibration_and_final_run_agree_on_the_calibration_images(tmp_path, mnist_model, mnist_sample):
+    """Seeded PGD, calibration on 10 images in batches of 4: the final run attacks those 10 images in the same
+    batches with the same per-batch seeds, so its fooling rate on them is the calibration's at the chosen ε
+    (before: 1.0 in calibration, 0.95 in the table)."""
+    x, _ = mnist_sample
+    res = loc.run_localize(mnist_model, x[:14], attacks=("pgd",), n_calibration=10, batch_size=4, steps=3,
+                           refine=2, target_fooling=0.7, out_dir=tmp_path, progress=False, seed=0)["attacks"]["pgd"]
+    assert res["calibration"] and res["calibration_rate"] is not None
+    assert res["fooling_rate_calibration_images"] == res["calibration_rate"]
+    assert "final run, same images" in (tmp_path / "report.md").read_text()
+
+
+def test_a_corrupt_checkpoint_is_reported_and_the_attack_redone(tmp_path, mnist_model, mnist_sample):
+    from tfperceptual.io_utils import CacheWarning
+
+    x, _ = mnist_sample
+    kw = dict(attacks=("fgsm",), eps={"fgsm": 0.3}, batch_size=4, data_name="mnist", progress=False, n_calibration=4)
+    ref = loc.run_localize(mnist_model, x[:8], out_dir=tmp_path / "ref", **kw)["attacks"]["fgsm"]
+    (entry,) = (tmp_path / "ref" / "cache").glob("fgsm_*.json")
+    (entry.parent / entry.name.replace(".json", ".partial.npz")).write_bytes(b"PK\x03\x04 truncated")
+    entry.write_text("{not json")
+    with pytest.warns(CacheWarning, match="fgsm_"):
+        again = loc.run_localize(mnist_model, x[:8], out_dir=tmp_path / "ref", **kw)["attacks"]["fgsm"]
+    assert again["iou"] == ref["iou"] and again["fooling_rate"] == ref["fooling_rate"]
+
+
+def test_panels_name_the_classes_and_have_colour_bars(monkeypatch):
+    import tfperceptual.protocols.report as report
+
+    figs = []
+    monkeypatch.setattr(report, "atomic_savefig", lambda fig, path, **kw: figs.append(fig))
+    rng = np.random.default_rng(0)
+    x, adv = rng.random((2, 12, 12, 3)), rng.random((2, 12, 12, 3))
+    report.plot_localize_panels(x, adv, rng.random((2, 12, 12, 3)), rng.random((2, 12, 12)), "fpgap", "p.png",
+                                clean_labels=[0, 1], adv_labels=[1, 2], class_names=["cat", "dog", "emu"])
+    titles = [ax.get_title() for ax in figs[0].axes]
+    assert any("0: cat" in t for t in titles) and any("1: dog" in t for t in titles) and any("2: emu" in t for t in titles)
+    n_panels = 2 * (3 + 3)
+    assert len(figs[0].axes) == n_panels + 2 * 4  # a colour bar beside each SSIM map and each Grad-CAM++ map
+
+
+def test_localize_with_a_sequential_logits_model_file(tmp_path, run_cli, mnist_model):
+    """Grad-CAM++ used to crash on every Sequential model without a softmax ('Output with path 1 is not
+    connected to inputs'), so `localize --model seq_logits.keras` failed."""
+    seq = keras.Sequential([keras.Input((28, 28, 1))])
+    for layer in mnist_model.layers[1:]:
+        clone = layer.__class__.from_config(layer.get_config())
+        seq.add(clone)
+        clone.set_weights(layer.get_weights())
+    seq.save(tmp_path / "seq_logits.keras")
+    code, out, err = run_cli(["localize", "--model", tmp_path / "seq_logits.keras", "--n", "4", "--n-calibration", "4",
+                              "--attacks", "fgsm", "--eps", "fgsm=0.3", "--steps", "2", "--batch-size", "4",
+                              "--out", tmp_path / "run", "--no-progress"])
+    assert code == 0, err
+    assert "Table I" in out and "| paper" not in out  # a user model: no paper rows

@@ -208,3 +208,30 @@ def test_rise_insertion_substrate_is_its_own_cached_setting(tmp_path, mnist_mode
     assert r["insertion_curve"][0] != pytest.approx(g["insertion_curve"][0], abs=1e-4)  # another start
     assert rise["settings"]["insertion_blur"] == "rise"
     assert "RISE code's 11 × 11 kernel" in (tmp_path / "b" / "report.md").read_text()
+
+
+def test_corrupt_cache_files_are_reported_and_recomputed(tmp_path, mnist_model, mnist_batch):
+    from tfperceptual.io_utils import CacheWarning
+
+    x, y = mnist_batch
+    kw = dict(methods=[("saliency", 0.0)], benchmarks=("deletion_insertion",), n_steps=4, batch_size=4,
+              out_dir=tmp_path / "b", progress=False)
+    first = br.run_benchmarks(mnist_model, x[:4], y[:4], **kw)["methods"]["saliency@0"]
+    for path in (tmp_path / "b" / "cache").glob("*.npz"):
+        path.write_bytes(path.read_bytes()[:40])  # truncated by a crash
+    with pytest.warns(CacheWarning, match="recomputing"):
+        again = br.run_benchmarks(mnist_model, x[:4], y[:4], **kw)["methods"]["saliency@0"]
+    assert again["deletion_auc"] == pytest.approx(first["deletion_auc"], abs=1e-7)
+
+
+def test_the_runner_dispatches_on_registered_explainer_objects(tmp_path, mnist_model, mnist_batch):
+    """Every registered explainer can be benchmarked by name; the runner builds them from the registry."""
+    from tfperceptual.explain import EXPLAINERS, Explainer
+
+    raw = br._RawMaps(mnist_model, {"layers": [0], "lambda_perceptual": 10.0, "steps": 2}, 2, 0)
+    x, y = mnist_batch
+    for name in EXPLAINERS:
+        if name == "perceptual_ball_guided":  # shares the unguided ball's perturbation
+            continue
+        assert isinstance(raw.explainer(name), Explainer)
+        assert raw.compute(name, x[:2], y[:2])["map"].shape == (2, 28, 28)

@@ -125,3 +125,71 @@ def test_constant_problem_above_dpp_limit_gives_the_same_optimum(rng, monkeypatc
     np.testing.assert_allclose((g * res.y).sum(1), (g * ref.y).sum(1), rtol=1e-7)
     res1 = solve_qcqp_batch(g, x, 0.2, eps1=0.05)
     assert res1.ok.all() and _feasible(res1.y, x, 0.2, 0.05).all()
+
+
+# ----------------------------------------------------------------------------- defects found by probing (issue 14, 8)
+def test_empty_batches_and_missing_radii_get_named_errors():
+    with pytest.raises(ValueError, match="at least one row"):
+        maximize_linear_over_ssim_ball(np.zeros((0, 4)), np.zeros((0, 4)), 0.2)
+    with pytest.raises(TypeError, match="eps2"):
+        maximize_linear_over_ssim_ball(np.ones((1, 4)), np.full((1, 4), 0.5), None)
+    with pytest.raises(TypeError, match="eps1"):
+        maximize_linear_over_ssim_ball(np.ones((1, 4)), np.full((1, 4), 0.5), 0.2, eps1="a")
+
+
+@pytest.mark.parametrize("method", ["cvxpy", "closed_form"])
+def test_a_certificate_is_only_offered_by_the_exact_solver(rng, method):
+    x = rng.uniform(0, 1, (2, 16))
+    with pytest.raises(ValueError, match="return_certificate"):
+        maximize_linear_over_ssim_ball(rng.normal(size=(2, 16)), x, 0.2, method=method, return_certificate=True)
+
+
+@pytest.mark.parametrize("channels", [0, -1, 1.5, "3"])
+def test_channels_must_be_a_positive_integer(rng, channels):
+    x = rng.uniform(0, 1, (2, 12))
+    with pytest.raises((ValueError, TypeError), match="channels"):
+        maximize_linear_over_ssim_ball(rng.normal(size=(2, 12)), x, 0.2, channels=channels)
+
+
+@pytest.mark.parametrize("eps1", [0.0, 0.05])
+def test_closed_form_keeps_x_for_a_zero_gradient_like_the_exact_solver(rng, eps1):
+    x = rng.uniform(0.2, 0.8, (3, 64))
+    g = np.zeros_like(x)
+    for method in ("closed_form", "exact"):
+        np.testing.assert_array_equal(maximize_linear_over_ssim_ball(g, x, 0.3, eps1, method=method), x)
+    # a constant gradient has no direction in the zero-mean plane; with a luminance interval it moves the mean
+    g = np.full_like(x, 2.0)
+    y = maximize_linear_over_ssim_ball(g, x, 0.3, eps1, method="closed_form", box="ignore")
+    np.testing.assert_allclose(y - y.mean(1, keepdims=True), x - x.mean(1, keepdims=True), atol=1e-12)
+    if eps1 == 0:
+        np.testing.assert_array_equal(y, x)
+    else:
+        assert np.all(y.mean(1) > x.mean(1)) and _feasible(y, x, 0.3, eps1).all()
+
+
+def test_every_oracle_satisfies_the_linear_oracle_contract(rng):
+    """Each oracle is a LinearOracle: (B, N) tensors in, OracleResult out, never a worse objective than x."""
+    import tensorflow as tf
+
+    from solvers import ClosedFormSSIMOracle, CvxpySSIMOracle, ExactSSIMOracle, LinearOracle, OracleResult
+
+    x = rng.uniform(0, 1, (3, 48))
+    g = rng.normal(size=(3, 48))
+    for oracle in (ExactSSIMOracle(0.2, channels=3), ClosedFormSSIMOracle(0.2, channels=3),
+                   CvxpySSIMOracle(0.2, channels=3)):
+        assert isinstance(oracle, LinearOracle)
+        r = oracle(tf.constant(g), tf.constant(x))
+        assert isinstance(r, OracleResult) and r.y.shape == (3, 48) and r.ok.numpy().all()
+        assert [m.decode() for m in r.message.numpy()] == ["", "", ""]
+        y = r.y.numpy()
+        assert np.all((g * y).sum(1) >= (g * x).sum(1) - 1e-9)
+        for c in range(3):
+            assert _feasible(y[:, c::3], x[:, c::3], 0.2).all()
+        oracle.eps2 = 0.3  # radii are variables: no new object, no new graph
+        assert oracle.eps2 == 0.3
+    with pytest.raises(ValueError, match="eps2"):
+        ExactSSIMOracle(1.5)
+    with pytest.raises(ValueError, match="gap_tol"):
+        ExactSSIMOracle(0.2, gap_tol=-1.0)
+    with pytest.raises(ValueError, match="box"):
+        ClosedFormSSIMOracle(0.2, box="wrap")

@@ -374,18 +374,7 @@ def _common(p, out):
     p.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
 
 
-def build_parser():
-    """The argument parser (imports the registries, so TensorFlow: call after the quiet start-up)."""
-    from .attacks import ATTACK_NAMES, PGAP_SOLVERS
-    from .evaluation.saliency_metrics import INSERTION_BLURS
-    from .protocols.presets import BENCHMARKS
-    from .protocols.saliency_benchmark import METHOD_NAMES
-
-    p = _Parser(prog="tfperceptual", description="Perceptually constrained adversarial perturbations and "
-                                                 "explanations for Keras models.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    attacks = ",".join(ATTACK_NAMES)
-
+def _compare_parser(sub, attacks, solvers):
     c = sub.add_parser("compare", formatter_class=_FMT,
                        help="ε sweeps of all attacks; fooling rate at matched SSIM and PSNR",
                        description="Paper's Sec. V-C protocol: sweep each attack's ε, report the fooling rate "
@@ -404,11 +393,13 @@ def build_parser():
     c.add_argument("--psnr-target", type=_float(0, None, low_open=True), default=None,
                    help="matched average PSNR in dB (default: the paper's, 25 / 57 / 65)")
     c.add_argument("--steps", type=_int(1), default=50, help="attack steps")
-    c.add_argument("--pgap-solver", choices=PGAP_SOLVERS, default="exact",
+    c.add_argument("--pgap-solver", choices=solvers, default="exact",
                    help="PGAP's step solver: exact (batched, certified) or CVXPY")
     c.add_argument("--batch-size", type=_int(1), default=256, help="images per attack call")
     _common(c, "runs/compare")
 
+
+def _localize_parser(sub, attacks):
     lo = sub.add_parser("localize", formatter_class=_FMT,
                         help="where perturbations land: SSIM maps against Grad-CAM++ (Table I, Fig. 5)",
                         description="Paper's Sec. V-A/B: each attack calibrated to a fooling rate ≈ 1, then "
@@ -427,6 +418,8 @@ def build_parser():
     lo.add_argument("--batch-size", type=_int(1), default=32, help="images per attack call")
     _common(lo, "runs/localize")
 
+
+def _benchmark_parser(sub, methods, benchmarks, blurs):
     be = sub.add_parser("benchmark", formatter_class=_FMT,
                         help="saliency benchmarks: perceptual ball vs tf-keras-vis baselines",
                         description="Elliott et al. (CVPR 2021) Sec. 4: weak localisation, pointing game, "
@@ -437,9 +430,9 @@ def build_parser():
     be.add_argument("--model", default=None, help="a .keras model (default: the zoo model of --data)")
     be.add_argument("--methods", default="perceptual_ball@0,perceptual_ball@5,perceptual_ball_guided@5,noper@5,"
                                          "gradcam,gradcam++,saliency,smoothgrad",
-                    help=f"NAME[@σ],… with NAME in {', '.join(METHOD_NAMES)}; σ: blur in pixels")
+                    help=f"NAME[@σ],… with NAME in {', '.join(methods)}; σ: blur in pixels")
     be.add_argument("--benchmarks", default=None,
-                    help=f"comma-separated subset of {', '.join(BENCHMARKS)} (default: all four for imagenet; "
+                    help=f"comma-separated subset of {', '.join(benchmarks)} (default: all four for imagenet; "
                          "deletion_insertion,sanity for data without boxes)")
     be.add_argument("--n", type=_int(1), default=100, help="number of images (the first N)")
     be.add_argument("--layers", default=None,
@@ -452,7 +445,7 @@ def build_parser():
                     help="also stop L-BFGS after this many loss-and-gradient evaluations per problem (the "
                          "authors' torch L-BFGS: 1.25 × steps, i.e. 125; default: no budget)")
     be.add_argument("--n-steps", type=_int(1), default=50, help="deletion/insertion curve steps")
-    be.add_argument("--insertion-blur", choices=INSERTION_BLURS, default="gaussian",
+    be.add_argument("--insertion-blur", choices=blurs, default="gaussian",
                     help="insertion's blurred substrate: full Gaussian σ = 5 px, or the RISE code's 11 × 11 kernel")
     be.add_argument("--sanity-n", type=_int(1), default=4, help="images of the sanity check")
     be.add_argument("--sanity-checkpoints", default=None,
@@ -464,6 +457,22 @@ def build_parser():
                          "done, so large batches cost more evaluations per image (NoPer on ImageNet: 25.5 s "
                          "per image at 32, 14.7 at 8, 9.4 at 4)")
     _common(be, "runs/benchmark")
+
+
+def build_parser():
+    """The argument parser (imports the registries, so TensorFlow: call after the quiet start-up)."""
+    from .attacks import ATTACK_NAMES, PGAP_SOLVERS
+    from .evaluation.saliency_metrics import INSERTION_BLURS
+    from .protocols.presets import BENCHMARKS
+    from .protocols.saliency_benchmark import METHOD_NAMES
+
+    p = _Parser(prog="tfperceptual", description="Perceptually constrained adversarial perturbations and "
+                                                 "explanations for Keras models.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    attacks = ",".join(ATTACK_NAMES)
+    _compare_parser(sub, attacks, PGAP_SOLVERS)
+    _localize_parser(sub, attacks)
+    _benchmark_parser(sub, METHOD_NAMES, BENCHMARKS, INSERTION_BLURS)
     return p
 
 

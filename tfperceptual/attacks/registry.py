@@ -1,28 +1,16 @@
-"""The registry of attacks: a dict filled by the :func:`register_attack` decorator, and a builder by name."""
+"""The registry of attacks (:data:`ATTACKS`, filled by :func:`register_attack`) and a builder by name."""
 
 from __future__ import annotations
+
+from ..registry import Registry
 
 __all__ = ["ATTACKS", "register_attack", "build_attack", "attack_names"]
 
 #: name → Attack class, in registration order (the order of the comparison tables)
-ATTACKS: dict = {}
-
-
-def register_attack(name):
-    """Class decorator: register an :class:`~tfperceptual.attacks.base.Attack` subclass under ``name``
-    (also set as its ``name`` attribute)."""
-    def deco(cls):
-        if name in ATTACKS and ATTACKS[name] is not cls:
-            raise ValueError(f"an attack is already registered as {name!r}: {ATTACKS[name].__name__}")
-        cls.name = name
-        ATTACKS[name] = cls
-        return cls
-    return deco
-
-
-def attack_names():
-    """Registered attack names, in registration order."""
-    return tuple(ATTACKS)
+ATTACKS = Registry("attack")
+#: class decorator: register an :class:`~tfperceptual.attacks.base.Attack` subclass under a name
+register_attack = ATTACKS.register
+attack_names = ATTACKS.names
 
 
 def build_attack(name, model, eps, steps=50, batch_size=None, **kwargs):
@@ -31,7 +19,5 @@ def build_attack(name, model, eps, steps=50, batch_size=None, **kwargs):
     Raises:
         ValueError: an unknown name (the message lists the registered ones); the attack's own errors.
     """
-    if name not in ATTACKS:
-        raise ValueError(f"unknown attack {name!r}; choose from {attack_names()}")
     extra = {} if batch_size is None else {"batch_size": batch_size}
-    return ATTACKS[name](model, eps=eps, steps=steps, **extra, **kwargs)
+    return ATTACKS.build(name, model, eps=eps, steps=steps, **extra, **kwargs)

@@ -1,29 +1,16 @@
-"""The registry of explainers: a dict filled by :func:`register_explainer`, and a builder by name."""
+"""The registry of explainers (:data:`EXPLAINERS`, filled by :func:`register_explainer`) and a builder by name."""
 
 from __future__ import annotations
 
+from ..registry import Registry
+
 __all__ = ["EXPLAINERS", "register_explainer", "build_explainer", "explainer_names"]
 
-#: name → Explainer class (or factory ``f(model, **kwargs) -> Explainer``), in registration order
-EXPLAINERS: dict = {}
-
-
-def register_explainer(name):
-    """Decorator: register an :class:`~tfperceptual.explain.base.Explainer` class (or a factory function
-    returning one) under ``name``."""
-    def deco(obj):
-        if name in EXPLAINERS and EXPLAINERS[name] is not obj:
-            raise ValueError(f"an explainer is already registered as {name!r}")
-        if isinstance(obj, type):
-            obj.name = name
-        EXPLAINERS[name] = obj
-        return obj
-    return deco
-
-
-def explainer_names():
-    """Registered explainer names, in registration order."""
-    return tuple(EXPLAINERS)
+#: name → Explainer class (or factory ``f(model, **options) -> Explainer``), in registration order
+EXPLAINERS = Registry("explainer")
+#: decorator: register an :class:`~tfperceptual.explain.base.Explainer` class (or factory) under a name
+register_explainer = EXPLAINERS.register
+explainer_names = EXPLAINERS.names
 
 
 def build_explainer(name, model, **kwargs):
@@ -32,6 +19,4 @@ def build_explainer(name, model, **kwargs):
     Raises:
         ValueError: an unknown name (the message lists the registered ones); the explainer's own errors.
     """
-    if name not in EXPLAINERS:
-        raise ValueError(f"unknown explainer {name!r}; choose from {explainer_names()}")
-    return EXPLAINERS[name](model, **kwargs)
+    return EXPLAINERS.build(name, model, **kwargs)

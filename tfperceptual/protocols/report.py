@@ -209,15 +209,16 @@ def benchmark_report(settings, results, sanity, paper=False, paired=None, depend
     specs = list(results)
     if any("weak_localisation" in r for r in results.values()):
         lines += ["", "## Weak localisation error (IoU ≥ 0.5, α grid-searched per strategy; lower is better)", "",
-                  "| method | value | percentile | mean | best | paper (best, VGG19-BN) |", "|---|---|---|---|---|---|"]
+                  "| method | value | percentile | mean | best |" + (" paper (best, VGG19-BN) |" if paper else ""),
+                  "|---|---|---|---|---|" + ("---|" if paper else "")]
         for s in specs:
             wl = results[s].get("weak_localisation")
             if not wl:
                 continue
             cells = [f"{fmt(wl[k]['best_error'])} (α={wl[k]['best_alpha']:g})" if k in wl else "—"
                      for k in ("value", "percentile", "mean")]
-            ref = PAPER_TABLE_1.get(s.split("@")[0]) if paper else None
-            lines.append(f"| {s} | " + " | ".join(cells) + f" | {fmt(wl['best']['error'])} | {fmt(ref, 2)} |")
+            ref = f" {fmt(PAPER_TABLE_1.get(s.split('@')[0]), 2)} |" if paper else ""
+            lines.append(f"| {s} | " + " | ".join(cells) + f" | {fmt(wl['best']['error'])} |{ref}")
     if any("pointing_accuracy" in r for r in results.values()):
         lines += ["", "## Pointing game (hit within 15 px of a box of the class; higher is better)", "",
                   "| method | accuracy |", "|---|---|"]
@@ -227,14 +228,16 @@ def benchmark_report(settings, results, sanity, paper=False, paired=None, depend
             settings.get("insertion_blur", "gaussian")]
         lines += ["", "## Deletion / insertion AUC (class probability; deletion lower, insertion higher is better)", "",
                   f"{settings['n_steps']} steps; deletion fills mid-grey, insertion starts from a blur by {blur}.", "",
-                  "| method | deletion | insertion | paper deletion | paper insertion |", "|---|---|---|---|---|"]
+                  "| method | deletion | insertion |" + (" paper deletion | paper insertion |" if paper else ""),
+                  "|---|---|---|" + ("---|---|" if paper else "")]
         for s in specs:
             if "deletion_auc" not in results[s]:
                 continue
-            pd, pi = (PAPER_TABLE_2.get(s, PAPER_TABLE_2.get(s.split("@")[0], (None, None))) if paper
-                      else (None, None))
-            lines.append(f"| {s} | {fmt(results[s]['deletion_auc'])} | {fmt(results[s]['insertion_auc'])} | "
-                         f"{fmt(pd, 2)} | {fmt(pi, 2)} |")
+            ref = ""
+            if paper:
+                pd, pi = PAPER_TABLE_2.get(s, PAPER_TABLE_2.get(s.split("@")[0], (None, None)))
+                ref = f" {fmt(pd, 2)} | {fmt(pi, 2)} |"
+            lines.append(f"| {s} | {fmt(results[s]['deletion_auc'])} | {fmt(results[s]['insertion_auc'])} |{ref}")
     if paired:
         lines += ["", f"## Paired differences from {paired['reference']} (other − reference, mean and 95 % bootstrap "
                       f"interval over the {paired['n']} images)", "",
