@@ -275,8 +275,9 @@ def _fixed_mean(gt, z, m, r, b0, b1, max_outer, max_inner, rtol, anchor=None):
 
 # ----------------------------------------------------------------------------- driver
 @tf.function(reduce_retracing=True)
-def _solve_rows(g, x, eps2, eps1, b0, b1, max_outer, max_inner, max_mean, rtol, interval):
-    """Rows of (B, N); ``interval`` (Python bool): S1 interval (ε1 > 0) instead of a fixed mean."""
+def _solve_rows(g, x, eps2, eps1, b0, b1, max_outer, max_inner, max_mean, rtol):
+    """Rows of (B, N). The S1 interval (ε1 > 0) or the fixed mean (ε1 = 0) is chosen in the graph
+    (``tf.cond`` on the value of ``eps1``), so a traced caller follows a change of ε1."""
     dt = g.dtype
     n = tf.cast(tf.shape(g)[1], dt)
     inf = tf.constant(np.inf, dt)
@@ -287,12 +288,15 @@ def _solve_rows(g, x, eps2, eps1, b0, b1, max_outer, max_inner, max_mean, rtol, 
     def solve_at(m, anchor=None):
         return _fixed_mean(gt, m[:, None] + c, m, r, b0, b1, max_outer, max_inner, rtol, anchor)
 
-    res = solve_at(mean_x, anchor=x)
-    gap = res["gap"]
-    if interval:
+    res0 = solve_at(mean_x, anchor=x)
+
+    def fixed_mean():
+        return res0["y"], res0["gap"], tf.ones_like(mean_x, dtype=tf.bool), mean_x, mean_x, res0["iterations"]
+
+    def mean_interval():
         m_lo = tf.minimum(tf.maximum(s1_low, b0), mean_x)
         m_hi = tf.maximum(tf.minimum(s1_high, b1), mean_x)
-        direction = tf.sign(res["nu"] + gbar)
+        direction = tf.sign(res0["nu"] + gbar)
         end = tf.where(direction > 0, m_hi, m_lo)
         res_end = solve_at(end)
         end_ok = res_end["feasible"] & (direction * (res_end["nu"] + gbar) >= 0)
@@ -310,11 +314,11 @@ def _solve_rows(g, x, eps2, eps1, b0, b1, max_outer, max_inner, max_mean, rtol, 
         slope = n * (res["nu"] + gbar) + res["lam"] * res["h_dual"]
         gap = res["gap"] + tf.maximum(slope * (m_lo - m_star), slope * (m_hi - m_star))
         gap = tf.where(res["feasible"], tf.maximum(gap, 0.0), inf)
-        keep_x = tf.equal(m_star, mean_x)
-    else:
-        keep_x = tf.ones_like(mean_x, dtype=tf.bool)
+        return res["y"], gap, tf.equal(m_star, mean_x), m_lo, m_hi, res["iterations"]
+
+    y_res, gap, keep_x, m_lo, m_hi, iterations = tf.cond(eps1 > 0, mean_interval, fixed_mean)
     # zero projected gradient: every feasible point is optimal; keep the anchor itself
-    y = tf.where((tf.reduce_all(tf.equal(gt, 0.0), 1) & keep_x)[:, None], x, res["y"])
+    y = tf.where((tf.reduce_all(tf.equal(gt, 0.0), 1) & keep_x)[:, None], x, y_res)
     gain = tf.reduce_sum(g * (y - x), 1)
     eps = tf.constant(np.finfo(dt.as_numpy_dtype).eps, dt)
     floor = 64.0 * eps * tf.norm(gt, axis=1) * (tf.norm(y, axis=1) + r) + tf.constant(1e-300, dt)
@@ -323,23 +327,19 @@ def _solve_rows(g, x, eps2, eps1, b0, b1, max_outer, max_inner, max_mean, rtol, 
     my = tf.reduce_mean(y, 1)
     dist = tf.norm(y - my[:, None] - c, axis=1)
     v_ball = tf.maximum(dist - r, 0.0) / tf.maximum(r, 1.0)
-    if interval:
-        v_mean = tf.maximum(tf.maximum(m_lo - my, my - m_hi), 0.0)
-    else:
-        v_mean = tf.abs(my - mean_x)
+    v_mean = tf.maximum(tf.maximum(m_lo - my, my - m_hi), 0.0)  # = |μy − μx| for a fixed mean, bit for bit
     v_box = tf.maximum(tf.reduce_max(tf.maximum(b0 - y, y - b1), 1), 0.0)
     violation = tf.maximum(tf.maximum(v_ball, v_mean), v_box)
-    return y, tf.reduce_sum(g * y, 1), gap, gain, floor, violation, res["iterations"]
+    return y, tf.reduce_sum(g * y, 1), gap, gain, floor, violation, iterations
 
 
 @tf.function(reduce_retracing=True)
-def _solve_images(g, x, eps2, eps1, b0, b1, gap_tol, channels, interval, max_outer=100, max_inner=100,
-                  max_mean=60):
+def _solve_images(g, x, eps2, eps1, b0, b1, gap_tol, channels, max_outer=100, max_inner=100, max_mean=60):
     """Images (B, N) channels-last, one ball per channel: the graph step behind :func:`solve_exact` and
     :class:`solvers.oracles.ExactSSIMOracle`.
 
-    ``channels`` and ``interval`` are Python values (they shape the graph); the rest are tensors of the dtype
-    of ``g``.  A row (one channel of one image) is certified when its relative gap is ≤ ``gap_tol`` and its
+    ``channels`` and the iteration caps are Python values (they shape the graph); the rest are tensors of the
+    dtype of ``g`` (ε1 > 0 or = 0 is decided in the graph).  A row (one channel of one image) is certified when its relative gap is ≤ ``gap_tol`` and its
     violation ≤ :func:`feasibility_tol`; an image is certified (``ok``) when all its rows are.  Returns a dict
     of tensors: ``y`` (B, N); per image ``primal``, ``gap`` and ``gain`` (sums over channels), ``rel_gap``
     and ``violation`` (largest over channels), ``iterations`` (largest), ``ok``.
@@ -348,7 +348,7 @@ def _solve_images(g, x, eps2, eps1, b0, b1, gap_tol, channels, interval, max_out
     rtol = tf.constant(1e-13 if dt == tf.float64 else 1e-6, dt)
     y, primal, gap, gain, floor, viol, iters = _solve_rows(
         to_rows(g, channels), to_rows(x, channels), eps2, eps1, b0, b1, tf.constant(max_outer),
-        tf.constant(max_inner), tf.constant(max_mean), rtol, interval)
+        tf.constant(max_inner), tf.constant(max_mean), rtol)
     rel = tf.maximum(gap, 0.0) / tf.maximum(gain, floor)
     ok_rows = (rel <= gap_tol) & (viol <= feasibility_tol(dt))
 
@@ -401,7 +401,7 @@ def solve_exact(g, x, eps2, eps1=0.0, bounds=(0.0, 1.0), channels=1, dtype=tf.fl
     if int(x.shape[1]) % channels:
         raise ValueError(f"N={int(x.shape[1])} is not divisible by channels={channels}")
     r = _solve_images(g, x, tf.constant(eps2, dtype), tf.constant(eps1, dtype), tf.constant(bounds[0], dtype),
-                      tf.constant(bounds[1], dtype), tf.constant(gap_tol, dtype), channels, eps1 > 0,
-                      max_outer, max_inner, max_mean)
+                      tf.constant(bounds[1], dtype), tf.constant(gap_tol, dtype), channels, max_outer, max_inner,
+                      max_mean)
     return ExactResult(y=r["y"], primal=r["primal"], dual=r["primal"] + r["gap"], gap=r["gap"],
                        rel_gap=r["rel_gap"], violation=r["violation"], iterations=r["iterations"], ok=r["ok"])

@@ -51,7 +51,8 @@ class OracleResult(NamedTuple):
         y: (B, N) tensor of the oracle's dtype, the maximiser (rows with ``ok = False`` must not be used).
         ok: (B,) bool tensor, the row is certified (exact) or verified (CVXPY); always true for a
             closed form.
-        message: (B,) string tensor, why a row is not ``ok`` (empty where it is).
+        message: (B,) string tensor, why a row is not ``ok`` (empty where it is); ``None`` when the caller
+            asked for no report (``report=False``: a graph without string ops, which XLA can compile).
     """
 
     y: tf.Tensor
@@ -64,7 +65,8 @@ class LinearOracle(abc.ABC):
 
     Subclasses implement :meth:`maximize` on tensors of :attr:`dtype`.  ``graph_pure`` says whether it
     runs inside ``tf.function`` without Python side effects; ``respects_box`` whether every answer lies in
-    :attr:`bounds` (a caller may then clip float rounding away).
+    :attr:`bounds` (a caller may then clip float rounding away).  Options that shape the graph are fixed at
+    construction; values a traced caller may change between calls (the radii) live in ``tf.Variable`` s.
 
     Args:
         bounds: the pixel box (low, high), low < high.
@@ -87,23 +89,22 @@ class LinearOracle(abc.ABC):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype.name}")
 
     @abc.abstractmethod
-    def maximize(self, g, x) -> OracleResult:
-        """Maximiser of ``g·y`` over C(x) for rows ``g``, ``x`` of shape (B, N) and :attr:`dtype`."""
+    def maximize(self, g, x, report=True) -> OracleResult:
+        """Maximiser of ``g·y`` over C(x) for rows ``g``, ``x`` of shape (B, N) and :attr:`dtype`; with
+        ``report=False`` the result's ``message`` is ``None``."""
 
-    def __call__(self, g, x) -> OracleResult:
+    def __call__(self, g, x, report=True) -> OracleResult:
         """:meth:`maximize` after casting ``g`` and ``x`` to :attr:`dtype`."""
-        return self.maximize(tf.cast(g, self.dtype), tf.cast(x, self.dtype))
+        return self.maximize(tf.cast(g, self.dtype), tf.cast(x, self.dtype), report)
 
-    def trace_key(self):
-        """Python values that shape the oracle's graph: a traced caller must retrace when they change."""
-        return ()
 
 
 class SSIMBallOracle(LinearOracle):
     r"""An oracle over the SSIM ball {S1(x, y) ≥ 1 − ε1², S2(x, y) ≥ 1 − ε2²} ∩ the pixel box (abstract).
 
-    The radii live in ``tf.Variable`` s, so assigning :attr:`eps2` / :attr:`eps1` between calls reuses
-    every traced graph (an ε sweep traces once).  ``eps1 = 0`` fixes the mean (the paper's Eq. 9).
+    The radii live in ``tf.Variable`` s, so assigning :attr:`eps2` / :attr:`eps1` between calls takes effect
+    in graphs traced before (an ε sweep traces once; the exact solver chooses between the fixed mean and
+    the S1 interval in the graph).  ``eps1 = 0`` fixes the mean (the paper's Eq. 9).
 
     Raises:
         ValueError / TypeError: radii out of range ((0, 1) and [0, 1)), bad bounds or channels.
@@ -138,10 +139,6 @@ class SSIMBallOracle(LinearOracle):
         self._eps1.assign(value)
         self._eps_values = (self._eps_values[0], value)
 
-    def trace_key(self):
-        # the exact solver's mean search is a different graph for ε1 > 0 (an interval) and ε1 = 0
-        return (self.eps1 > 0,)
-
     def _radii(self):
         # read_value(): tensors, never the variables themselves (a traced solver must not capture an oracle's
         # variables: the function outlives the oracle)
@@ -170,10 +167,12 @@ class ExactSSIMOracle(SSIMBallOracle):
         eps2, eps1 = self._radii()
         dt = self.dtype
         return _solve_images(g, x, eps2, eps1, tf.constant(self.bounds[0], dt), tf.constant(self.bounds[1], dt),
-                             tf.constant(self.gap_tol, dt), self.channels, self.eps1 > 0)
+                             tf.constant(self.gap_tol, dt), self.channels)
 
-    def maximize(self, g, x) -> OracleResult:
+    def maximize(self, g, x, report=True) -> OracleResult:
         r = self.certify(g, x)
+        if not report:
+            return OracleResult(r["y"], r["ok"], None)
         why = tf.strings.join(["exact solver could not certify the step: relative duality gap ",
                                tf.strings.as_string(r["rel_gap"], precision=3, scientific=True),
                                f" (tolerance {self.gap_tol:g}), constraint violation ",
@@ -199,13 +198,13 @@ class ClosedFormSSIMOracle(SSIMBallOracle):
         self.project_gradient = bool(project_gradient)
         self.respects_box = box != "ignore"
 
-    def maximize(self, g, x) -> OracleResult:
+    def maximize(self, g, x, report=True) -> OracleResult:
         eps2, eps1 = self._radii()
         c = self.channels
         y = from_rows(closed_form_step(to_rows(g, c), to_rows(x, c), eps2, eps1, self.bounds,
                                        project_gradient=self.project_gradient, box=self.box), c)
         n = tf.shape(g)[:1]
-        return OracleResult(y, tf.ones(n, tf.bool), tf.fill(n, ""))
+        return OracleResult(y, tf.ones(n, tf.bool), tf.fill(n, "") if report else None)
 
 
 class CvxpySSIMOracle(SSIMBallOracle):
@@ -224,12 +223,19 @@ class CvxpySSIMOracle(SSIMBallOracle):
 
     def __init__(self, eps2, eps1=0.0, bounds=(0.0, 1.0), channels=1, solver=None):
         super().__init__(eps2, eps1, bounds, channels, "float64")
-        if solver is None or isinstance(solver, str):
-            self.solvers = None if solver in (None, "cvxpy") else (solver.upper(),)
+        if solver is None or solver == "cvxpy":
+            self.solvers = None
         else:
-            self.solvers = tuple(str(s).upper() for s in solver)
-            if not self.solvers:
-                raise ValueError("solver must name at least one CVXPY solver")
+            names = [solver] if isinstance(solver, str) else solver
+            if isinstance(names, (bytes, dict)) or not hasattr(names, "__iter__") or \
+                    not all(isinstance(s, str) for s in names) or not list(names):
+                raise TypeError(f"solver must be a CVXPY solver name or a sequence of names, got {solver!r}")
+            known = cvxpy_solver_names()
+            bad = [s for s in names if s.upper() not in known]
+            if bad:
+                raise ValueError(f"solver must name installed CVXPY solvers of second-order cone problems "
+                                 f"({', '.join(known)}), got {bad}")
+            self.solvers = tuple(s.upper() for s in names)
 
     def solve_numpy(self, g, x, eps2=None, eps1=None):
         """NumPy rows (B, N) float64 → ``(y, ok, messages)``; rows that failed keep ``x`` in ``y``.
@@ -245,7 +251,7 @@ class CvxpySSIMOracle(SSIMBallOracle):
                     for i in range(len(ok))]
         return y, ok, messages
 
-    def maximize(self, g, x) -> OracleResult:
+    def maximize(self, g, x, report=True) -> OracleResult:
         def run(g_np, x_np, eps2, eps1):  # the radii as the variables hold them when the graph runs
             y, ok, messages = self.solve_numpy(g_np, x_np, eps2, eps1)
             return y, ok, np.asarray(messages, dtype=object).astype(bytes)
@@ -253,39 +259,45 @@ class CvxpySSIMOracle(SSIMBallOracle):
         y, ok, message = tf.numpy_function(run, [g, x, *self._radii()], [tf.float64, tf.bool, tf.string],
                                            stateful=True)
         y = tf.ensure_shape(y, g.shape)
-        return OracleResult(y, tf.ensure_shape(ok, g.shape[:1]), tf.ensure_shape(message, g.shape[:1]))
+        return OracleResult(y, tf.ensure_shape(ok, g.shape[:1]), tf.ensure_shape(message, g.shape[:1]) if report else None)
 
 
 def ssim_ball_oracle(method, eps2, eps1=0.0, bounds=(0.0, 1.0), channels=1, solver=None, gap_tol=None,
-                     dtype="float64", project_gradient=True, box="restore") -> SSIMBallOracle:
-    """The SSIM-ball oracle of ``method`` (``"exact"``, ``"closed_form"``, ``"cvxpy"``, or a CVXPY solver
-    name such as ``"ECOS"`` / ``"CLARABEL"``, which means ``"cvxpy"`` with that solver first and only).
+                     dtype="float64", project_gradient=True, box="restore", argument="method") -> SSIMBallOracle:
+    """The SSIM-ball oracle of ``method``: ``"exact"``, ``"closed_form"``, ``"cvxpy"`` (with ``solver``), or an
+    installed CVXPY solver of second-order cone problems (``"ECOS"``, ``"CLARABEL"``, …: CVXPY with that solver
+    only).  ``argument`` names ``method`` in error messages (PGAP calls it ``solver``).
 
     Raises:
-        ValueError: an unknown method; the options of the oracle (see each class).
+        TypeError / ValueError: an unknown method; the options of the oracle (see each class).
     """
     if not isinstance(method, str):
-        raise TypeError(f"method must be a string, got {method!r}")
+        raise TypeError(f"{argument} must be a string, got {method!r}")
     if method == "exact":
         return ExactSSIMOracle(eps2, eps1, bounds, channels, dtype, GAP_TOL if gap_tol is None else gap_tol)
     if method == "closed_form":
         return ClosedFormSSIMOracle(eps2, eps1, bounds, channels, dtype, project_gradient, box)
     if method == "cvxpy" or method.upper() in cvxpy_solver_names():
         return CvxpySSIMOracle(eps2, eps1, bounds, channels, solver if method == "cvxpy" else method)
-    raise ValueError(f"method must be one of {METHODS} or a CVXPY solver name "
-                     f"({', '.join(sorted(cvxpy_solver_names()))}), got {method!r}")
+    raise ValueError(f"{argument} must be one of {METHODS} or an installed CVXPY solver of second-order cone "
+                     f"problems ({', '.join(cvxpy_solver_names())}), got {method!r}")
+
+
+#: CVXPY solvers that handle second-order cone constraints (the S2 ball)
+SOC_SOLVERS = ("CLARABEL", "ECOS", "SCS", "MOSEK", "GUROBI", "CPLEX", "XPRESS", "COPT")
 
 
 def cvxpy_solver_names():
-    """Solver names CVXPY knows (installed or not): what ``solver=`` may name."""
+    """The installed CVXPY solvers that can solve the SSIM-ball QCQP (a second-order cone problem)."""
     try:
         import cvxpy as cp
     except ImportError:  # pragma: no cover - cvxpy is a dependency
-        return {"ECOS", "CLARABEL"}
-    return {str(s).upper() for s in getattr(cp.settings, "SOLVERS", [])} | {"ECOS", "CLARABEL"}
+        return ()
+    installed = {str(s).upper() for s in cp.installed_solvers()}
+    return tuple(s for s in SOC_SOLVERS if s in installed)
 
 
-def _check_inputs(g, x, bounds):
+def _check_inputs(g, x, bounds, channels=1):
     g = np.asarray(g)
     x = np.asarray(x)
     for name, a in (("g", g), ("x", x)):
@@ -297,6 +309,9 @@ def _check_inputs(g, x, bounds):
         raise ValueError(f"g and x must have the same shape, got {g.shape} and {x.shape}")
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"g and x must hold at least one row of at least one pixel, got shape {x.shape}")
+    channels = check_positive_int(channels, "channels")
+    if x.shape[1] % channels:
+        raise ValueError(f"N = {x.shape[1]} pixels per row is not divisible by channels = {channels}")
     for name, a in (("g", g), ("x", x)):
         if not np.all(np.isfinite(a)):
             raise ValueError(f"{name} contains NaN or Inf")
@@ -347,8 +362,10 @@ def maximize_linear_over_ssim_ball(g, x, eps2, eps1=0.0, bounds=(0.0, 1.0), meth
 
     Raises:
         ValueError / TypeError: bad shapes, dtypes, empty batches, NaN/Inf, pixels outside
-            bounds, ε outside its range (or not a number), unknown method, ``channels`` < 1,
-            ``return_certificate`` with another method than ``"exact"``.
+            bounds, ε outside its range (or not a number), unknown method, ``channels`` < 1 or not dividing
+            N, an option of another method (``gap_tol`` is the exact solver's, ``solver`` CVXPY's, ``box``
+            and ``project_gradient`` the closed form's), ``return_certificate`` with another method than
+            ``"exact"``.
         SolverError: the exact solver could not certify some rows (gap or
             feasibility above tolerance), or the CVXPY solvers failed or returned
             an unverified point for some rows (``err.failed`` lists them, ``err.partial`` holds the
@@ -359,7 +376,12 @@ def maximize_linear_over_ssim_ball(g, x, eps2, eps1=0.0, bounds=(0.0, 1.0), meth
     if return_certificate and method != "exact":
         raise ValueError(f"return_certificate=True needs method='exact' (got {method!r}): only the exact "
                          "solver certifies its answers with a dual bound")
-    g, x, bounds = _check_inputs(g, x, bounds)
+    for option, applies, given in (("gap_tol", "exact", gap_tol is not None), ("solver", "cvxpy", solver is not None),
+                                   ("box", "closed_form", box != "restore"),
+                                   ("project_gradient", "closed_form", project_gradient is not True)):
+        if given and method != applies:
+            raise ValueError(f"{option} is an option of method={applies!r}, not of method={method!r}")
+    g, x, bounds = _check_inputs(g, x, bounds, channels)
     oracle = ssim_ball_oracle(method, eps2, eps1, bounds, channels, solver=solver, gap_tol=gap_tol, dtype=dtype,
                               project_gradient=project_gradient, box=box)
     if method == "exact":

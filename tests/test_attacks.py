@@ -241,7 +241,10 @@ def test_pgap_exact_uncertified_step_fails_the_image_and_keeps_the_last_iterate(
     (dict(steps=0), ValueError, "steps"),
     (dict(loss="hinge"), ValueError, "loss"),
     (dict(batch_size=0), ValueError, "batch_size"),
-    (dict(eps_luminance=1.0), ValueError, "eps1"),
+    (dict(eps_luminance=1.0), ValueError, "eps_luminance"),
+    (dict(solver=123), TypeError, "solver"),
+    (dict(solver="closed_form"), ValueError, "FPGAP"),
+    (dict(solver="GLPK"), ValueError, "solver"),
 ])
 def test_impossible_pgap_settings_raise_at_construction(mnist_model, kwargs, exc, match):
     with pytest.raises(exc, match=match):

@@ -23,6 +23,14 @@ def files(tmp_path_factory):
     np.savez(d / "no_labels.npz", images=np.zeros((6, 28, 28, 1), np.float32))
     np.savez(d / "labels_11.npz", images=np.zeros((6, 28, 28, 1), np.float32), labels=np.full(6, 11))
     (d / "not_npz.txt").write_text("hello")
+    np.savez(d / "bytes_as_float.npz", images=np.full((3, 28, 28, 1), 200.0, np.float32), labels=np.zeros(3, np.int64))
+    nan = np.zeros((3, 28, 28, 1), np.float32)
+    nan[1, 3, 3] = np.nan
+    np.savez(d / "nan.npz", images=nan, labels=np.zeros(3, np.int64))
+    import keras
+
+    inp = keras.Input((28, 28, 1))
+    keras.Model(inp, keras.layers.Dense(10)(keras.layers.Flatten()(inp))).save(d / "dense_only.keras")
     (d / "corrupt.npz").write_bytes(b"PK\x03\x04 truncated")
     (d / "corrupt.keras").write_bytes(b"not a zip at all")
     with zipfile.ZipFile(d / "bad_config.keras", "w") as z:
@@ -46,7 +54,17 @@ BAD = [
     (["compare", "--model", "{d}/corrupt.keras"], "--model", "not a .keras"),
     (["compare", "--model", "{d}/bad_config.keras"], "--model", "cannot load"),
     (["compare", "--eps", "fpgap=abc"], "--eps", "numbers"),
-    (["compare", "--eps", "fpgap=-1"], "--eps", "positive"),
+    (["compare", "--eps", "fpgap=1.5"], "--eps", "(0, 1)"),
+    (["compare", "--data", "{d}/bytes_as_float.npz", "--n", "2", "--model", MNIST_MODEL], "--data", "outside"),
+    (["compare", "--data", "{d}/nan.npz", "--n", "2", "--model", MNIST_MODEL], "--data", "NaN"),
+    (["localize", "--eps", "fgsm=0.1,0.2"], "--eps", "one fixed ε"),
+    (["benchmark", "--data", "mnist", "--model", "{d}/dense_only.keras", "--methods", "gradcam"], "--methods",
+     "no convolutional feature map"),
+    (["benchmark", "--data", "mnist", "--methods", "perceptual_ball", "--layers", "nope"], "--layers", "nope"),
+    (["benchmark", "--data", "mnist", "--methods", "saliency", "--sanity-checkpoints", "nope"],
+     "--sanity-checkpoints", "nope"),
+    (["compare", "--eps", "fpgap=-1"], "--eps", "(0, 1)"),
+    (["compare", "--eps", "fgsm=0"], "--eps", "(0, inf)"),
     (["compare", "--eps", "bogus=0.1"], "--eps", "NAME"),
     (["compare", "--batch-size", "0"], "--batch-size", "≥ 1"),
     (["compare", "--n", "0"], "--n", "≥ 1"),

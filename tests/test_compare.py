@@ -138,3 +138,21 @@ def test_compare_plots_have_a_title_and_a_labelled_target(monkeypatch):
     assert "Fooling rate" in ax.get_title() and "mnist" in ax.get_title()
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "a" in labels and any("0.85" in t for t in labels)
+
+
+def test_a_zero_gradient_is_reported_once_per_sweep_point_with_dataset_indices(tmp_path, mnist_sample):
+    import keras
+
+    from tfperceptual.attacks import ZeroGradientWarning
+    from tfperceptual.protocols.compare import run_sweep
+
+    x, _ = mnist_sample
+    inp = keras.Input((28, 28, 1))
+    h = keras.layers.Lambda(lambda t: keras.ops.sign(t - 0.5))(inp)
+    model = keras.Model(inp, keras.layers.Dense(10)(keras.layers.Flatten()(h)))
+    y = np.argmax(model(x[:6]).numpy(), -1)
+    with pytest.warns(ZeroGradientWarning) as record:
+        run_sweep(model, x[:6], y, attacks=["fpgap"], eps_grids={"fpgap": [0.2]}, out_dir=tmp_path, steps=2,
+                  batch_size=4, progress=False)
+    messages = [str(w.message) for w in record if issubclass(w.category, ZeroGradientWarning)]
+    assert len(messages) == 1 and "[0, 1, 2, 3, 4, 5]" in messages[0] and "of the dataset" in messages[0]

@@ -116,17 +116,30 @@ def test_attack_batch_of_one_metrics_off_and_bad_input(name, models, data):
 
 
 @pytest.mark.parametrize("name", [n for n, cls in ATTACKS.items() if cls.graph_pure])
-def test_graph_pure_attacks_run_inside_tf_function_without_retracing(name, models, data):
+def test_graph_pure_attacks_follow_eps_inside_a_traced_function(name, models, data):
+    """perturb inside a user's tf.function: a new ε (and ε1) takes effect in the graph traced before, with no
+    new trace of the user's function or of the attack's own loop."""
     x, y = data
     attack = ATTACKS[name](models["sequential_softmax_layer"], **ATTACK_OPTIONS[name])
     assert attack.graph_pure
     step = tf.function(lambda images, labels: attack.perturb(images, labels))
-    adv = step(tf.constant(x), tf.constant(y)).numpy()
-    np.testing.assert_allclose(adv, attack(x, y).adversarial, atol=1e-6)
-    traces = step.experimental_get_tracing_count()
-    attack.eps = 0.3  # ε lives in a variable: a new ε is not a new graph
-    step(tf.constant(x[::-1].copy()), tf.constant(y[::-1].copy()))
+    before = step(tf.constant(x), tf.constant(y)).numpy()
+    np.testing.assert_allclose(before, attack(x, y).adversarial, atol=1e-6)
+    traces, inner = step.experimental_get_tracing_count(), attack._run.experimental_get_tracing_count()
+    attack.eps = 0.6
+    after = step(tf.constant(x), tf.constant(y)).numpy()
+    np.testing.assert_allclose(after, attack(x, y).adversarial, atol=1e-6)
+    assert np.abs(after - before).max() > 1e-3  # the traced graph saw the new ε
+    if hasattr(attack, "eps_luminance"):  # ε1 = 0 keeps each channel's mean; ε1 > 0 lets it move
+        attack.eps_luminance = 0.3
+        moved = step(tf.constant(x), tf.constant(y)).numpy()
+        np.testing.assert_allclose(moved, attack(x, y).adversarial, atol=1e-6)
+        np.testing.assert_allclose(after.mean((1, 2)), x.mean((1, 2)), atol=1e-5)
+        assert np.abs(moved.mean((1, 2)) - x.mean((1, 2))).max() > 1e-4
     assert step.experimental_get_tracing_count() == traces
+    assert attack._run.experimental_get_tracing_count() == inner
+    with pytest.raises(AttributeError, match="fixed"):
+        attack.steps = 7  # read when the loop is traced: refused, not silently ignored
 
 
 @pytest.mark.parametrize("name", [n for n, cls in ATTACKS.items() if not cls.graph_pure])
@@ -163,7 +176,9 @@ def test_perturb_runs_inside_a_keras_train_step(name, models, data):
             return {"loss": loss}
 
     model = Adversarial(net, attack)
-    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy", jit_compile=False)
+    # jit_compile=True is what Keras picks on accelerators: the whole train step, attack included, is compiled
+    # by XLA (which runs on this CPU too)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy", jit_compile=True)
     before = [w.copy() for w in net.get_weights()]
     hist = model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(2), epochs=1, verbose=0, shuffle=False)
     assert np.isfinite(hist.history["loss"][0])

@@ -138,7 +138,18 @@ def test_guided_saliency_multiplies_by_the_normalised_gradient(mnist_model, mnis
         score = tf.reduce_sum(tf.gather(mnist_model(xt), y[:2], batch_dims=1))
     g = np.sqrt(np.mean(tape.gradient(score, xt).numpy() ** 2, -1))
     g /= g.max(axis=(1, 2), keepdims=True)
-    np.testing.assert_allclose(guided.saliency, plain.saliency * g, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(pb.input_gradient_map(x[:2], y[:2]), g, rtol=1e-4, atol=1e-7)
+    # Sec. 4.2: the perturbation map normalised to [0, 1] (then blurred, σ = 0 here) times the guide
+    s = plain.saliency.astype(np.float64)
+    lo, hi = s.min((1, 2), keepdims=True), s.max((1, 2), keepdims=True)
+    np.testing.assert_allclose(guided.saliency, (s - lo) / (hi - lo) * g, rtol=1e-4, atol=1e-6)
+    # the benchmark runner's guided map is the same function of the same maps
+    from tfperceptual.protocols.saliency_benchmark import _final_map
+
+    raw = {"perceptual_ball": {"map": plain.saliency, "grad": pb.input_gradient_map(x[:2], y[:2])}}
+    for sigma in (0.0, 2.0):
+        np.testing.assert_allclose(_final_map(raw, "perceptual_ball_guided", sigma),
+                                   pb(x[:2], y[:2], guided=True, sigma=sigma).saliency, rtol=1e-5, atol=1e-6)
 
 
 def test_default_labels_are_the_predictions(mnist_model, mnist_batch):

@@ -64,6 +64,27 @@ def test_every_head_gives_the_exact_logits(mnist_model, mnist_batch):
         np.testing.assert_allclose(lm(x).numpy(), ref, rtol=1e-4, atol=1e-4, err_msg=name)
 
 
+def test_sigmoid_heads_give_their_pre_sigmoid_logits(mnist_model, mnist_batch):
+    x, _ = mnist_batch
+    ref = mnist_model(x).numpy()
+    for head in ("activation", "layer"):
+        inp = keras.Input((28, 28, 1))
+        z = mnist_model(inp)
+        if head == "layer":
+            out = keras.layers.Activation("sigmoid")(z)
+        else:
+            dense = keras.layers.Dense(10, activation="sigmoid")
+            out = dense(z)
+        m = keras.Model(inp, out)
+        lm = as_logits_model(m)
+        assert lm.head == ("sigmoid_layer" if head == "layer" else "sigmoid_activation")
+        if head == "layer":
+            np.testing.assert_allclose(lm(x).numpy(), ref, rtol=1e-5, atol=1e-5)
+        else:
+            want = keras.ops.matmul(ref, dense.kernel) + dense.bias
+            np.testing.assert_allclose(lm(x).numpy(), np.asarray(want), rtol=1e-4, atol=1e-4)
+
+
 def test_an_opaque_probability_head_uses_log_p(mnist_model, mnist_batch):
     x, y = mnist_batch
     inp = keras.Input((28, 28, 1))

@@ -236,8 +236,8 @@ def test_reinitialise_redraws_every_weight_of_conv_depthwise_separable_and_dense
     for layer in model.layers:
         for v in layer.weights:  # non-zero start, so that a zero bias initializer also shows a change
             v.assign(np.full(v.shape, 0.123, np.float32))
-    assert [layer.name for layer in bm._kernel_layers(model)] == ["conv", "dw", "sep", "logits"]
-    for k, layer in enumerate(bm._kernel_layers(model)):
+    assert [layer.name for layer in bm.kernel_layers(model)] == ["conv", "dw", "sep", "logits"]
+    for k, layer in enumerate(bm.kernel_layers(model)):
         bm._reinitialise(layer, k)
         for v in layer.weights:
             assert not np.allclose(v.numpy(), 0.123), f"{layer.name}/{v.name} kept its weights"

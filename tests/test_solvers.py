@@ -74,13 +74,20 @@ def test_degenerate_inputs_constant_image_and_zero_gradient(rng):
     np.testing.assert_allclose(y[1], x[1])  # zero gradient: the centre, which is x for constant x
 
 
-def test_unknown_solver_raises_solver_error_and_keeps_nothing_unverified(rng):
+def test_unknown_solver_is_refused_and_failures_keep_nothing_unverified(rng, monkeypatch):
+    import solvers.oracles as oracles
+
     x = rng.uniform(0, 1, (3, 50))
     g = rng.normal(size=(3, 50))
+    for bad in ("NOT_A_SOLVER", "GLPK"):  # unknown, or not a solver of second-order cone problems
+        with pytest.raises(ValueError, match="solver"):
+            maximize_linear_over_ssim_ball(g, x, 0.2, method="cvxpy", solver=bad)
+    real = oracles.solve_qcqp_batch
+    monkeypatch.setattr(oracles, "solve_qcqp_batch", lambda *a, **k: real(*a, **{**k, "tol": -1.0}))  # none verifies
     with pytest.raises(SolverError) as err:
-        maximize_linear_over_ssim_ball(g, x, 0.2, method="cvxpy", solver="NOT_A_SOLVER")
+        maximize_linear_over_ssim_ball(g, x, 0.2, method="cvxpy")
     assert err.value.failed == [0, 1, 2]
-    assert np.isnan(err.value.partial).all()
+    assert np.isnan(err.value.partial).all() and "violated" in err.value.messages[0]
 
 
 def test_verification_rejects_points_outside_tolerance(rng):
@@ -142,6 +149,16 @@ def test_a_certificate_is_only_offered_by_the_exact_solver(rng, method):
     x = rng.uniform(0, 1, (2, 16))
     with pytest.raises(ValueError, match="return_certificate"):
         maximize_linear_over_ssim_ball(rng.normal(size=(2, 16)), x, 0.2, method=method, return_certificate=True)
+
+
+def test_options_of_another_method_and_channels_that_do_not_divide_n_are_refused(rng):
+    x, g = rng.uniform(0, 1, (2, 10)), rng.normal(size=(2, 10))
+    with pytest.raises(ValueError, match="not divisible"):
+        maximize_linear_over_ssim_ball(g, x, 0.2, channels=3)
+    for method, kw in (("cvxpy", dict(gap_tol=1e-3)), ("exact", dict(solver="ECOS")),
+                       ("exact", dict(box="clip")), ("cvxpy", dict(project_gradient=False))):
+        with pytest.raises(ValueError, match=f"{next(iter(kw))} is an option of"):
+            maximize_linear_over_ssim_ball(g, x, 0.2, method=method, **kw)
 
 
 @pytest.mark.parametrize("channels", [0, -1, 1.5, "3"])

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 
 from .evaluation.quality import fooling_rate
+from .models.adapter import as_logits_model
 from .validation import check_images, check_labels, check_positive_int
 
 __all__ = ["AdversarialEvaluation"]
@@ -53,8 +54,8 @@ class AdversarialEvaluation(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or (epoch + 1) % self.every:
             return
-        model = getattr(self.attack, "model", None) or self.model
-        clean = np.argmax(np.asarray(model(self.x_val, training=False)), -1)
+        model = as_logits_model(getattr(self.attack, "model", None) or self.model)
+        clean = model.predicted_class(self.x_val).numpy()
         res = self.attack(self.x_val, clean)
         self.last_result = res
         logs["adv_fooling_rate"] = fooling_rate(clean, res.adv_labels)["fooling_rate"]

@@ -22,8 +22,6 @@ import zipfile
 
 __all__ = ["main", "UsageError"]
 
-DATASETS = ("mnist", "mnist-test", "cifar10", "imagenet")
-
 
 class UsageError(Exception):
     """A command-line argument (or the file it names) is unusable: reported as one line, exit status 2."""
@@ -116,8 +114,11 @@ def _names(text, allowed, argument):
     return names
 
 
-def _parse_eps(text, allowed, argument="--eps"):
-    """'fpgap=0.1,0.2;fgsm=0.05' → {'fpgap': [0.1, 0.2], 'fgsm': [0.05]} (names and values checked)."""
+def _parse_eps(text, allowed, argument="--eps", single=False):
+    """'fpgap=0.1,0.2;fgsm=0.05' → {'fpgap': [0.1, 0.2], 'fgsm': [0.05]} (names, values and each attack's ε
+    range checked; ``single``: one ε per attack)."""
+    from .attacks import ATTACKS
+
     grids = {}
     for part in (text or "").split(";"):
         if not part.strip():
@@ -130,19 +131,27 @@ def _parse_eps(text, allowed, argument="--eps"):
             eps = [float(v) for v in values.split(",")]
         except ValueError:
             raise UsageError(argument, f"bad entry {part!r}: ε values must be numbers") from None
-        if any(not (e > 0 and e != float("inf")) for e in eps):
-            raise UsageError(argument, f"bad entry {part!r}: ε values must be positive and finite")
+        low, high = ATTACKS[name].eps_range
+        if any(not (e > low and e != float("inf") and (high is None or e < high)) for e in eps):
+            where = f"({low:g}, {'inf' if high is None else f'{high:g}'})"
+            raise UsageError(argument, f"bad entry {part!r}: {name}'s ε ({ATTACKS[name].eps_unit}) must lie in {where}")
+        if single and len(eps) != 1:
+            raise UsageError(argument, f"bad entry {part!r}: one fixed ε per attack (the others are calibrated)")
         grids[name] = eps
     return grids
 
 
 # ----------------------------------------------------------------------------- data and models
 def _family(spec):
+    from .protocols.presets import DATASETS
+
     return "mnist" if spec in ("mnist", "mnist-test") else spec if spec in DATASETS else "custom"
 
 
 def _read_npz(spec):
     import numpy as np
+
+    from .protocols.presets import DATASETS
 
     if os.path.isdir(spec):
         raise UsageError("--data", f"{spec!r} is a folder; expected one of {', '.join(DATASETS)} or an .npz file")
@@ -233,9 +242,10 @@ def _load_model(path, family):
     return model, path, False
 
 
-def _check_fit(model, x, y, model_arg):
+def _check_fit(model, x, y, model_arg, data_arg):
     """The model must take these images and know these labels (else a usage error naming ``--data``)."""
     from .models import as_logits_model
+    from .protocols.runner import check_dataset
 
     try:
         lm = as_logits_model(model)
@@ -249,20 +259,24 @@ def _check_fit(model, x, y, model_arg):
     if len(y) and (int(min(y)) < 0 or int(max(y)) >= lm.num_classes):
         raise UsageError("--data", f"labels range over [{int(min(y))}, {int(max(y))}] but the model "
                                    f"({model_arg}) has {lm.num_classes} classes")
+    try:
+        check_dataset(lm, x, y)  # pixels in [0, 1] (or uint8), finite, integer labels
+    except (ValueError, TypeError) as e:
+        raise UsageError("--data", f"{data_arg}: {e}") from None
 
 
 # ----------------------------------------------------------------------------- commands
 def _compare(args):
-    from .attacks import ATTACK_NAMES
+    from .attacks import attack_names
     from .protocols.compare import compare
     from .protocols.presets import EPS_GRIDS_BY_DATA, PAPER_TABLES
 
-    attacks = _names(args.attacks, ATTACK_NAMES, "--attacks")
-    grids = _parse_eps(args.eps, ATTACK_NAMES)
+    attacks = _names(args.attacks, attack_names(), "--attacks")
+    grids = _parse_eps(args.eps, attack_names())
     family = _family(args.data)
     x, y = _load_data(args.data, args.n)
     model, model_name, is_zoo = _load_model(args.model, family)
-    _check_fit(model, x, y, model_name)
+    _check_fit(model, x, y, model_name, args.data)
     defaults = PAPER_TABLES.get(family, PAPER_TABLES["mnist"])
     grids = {**EPS_GRIDS_BY_DATA.get(family, EPS_GRIDS_BY_DATA["mnist"]), **grids}
     compare(model, x, y, attacks=attacks, eps_grids=grids, out_dir=args.out,
@@ -278,16 +292,16 @@ def _compare(args):
 
 
 def _localize(args):
-    from .attacks import ATTACK_NAMES
+    from .attacks import attack_names
     from .models import class_names
     from .protocols.localize import run_localize
 
-    attacks = _names(args.attacks, ATTACK_NAMES, "--attacks")
-    fixed = {k: v[0] for k, v in _parse_eps(args.eps, ATTACK_NAMES).items()}
+    attacks = _names(args.attacks, attack_names(), "--attacks")
+    fixed = {k: v[0] for k, v in _parse_eps(args.eps, attack_names(), single=True).items()}
     family = _family(args.data)
     x, y = _load_data(args.data, args.n)
     model, model_name, is_zoo = _load_model(args.model, family)
-    _check_fit(model, x, y, model_name)
+    _check_fit(model, x, y, model_name, args.data)
     names = class_names(family) if family != "custom" else None
     run_localize(model, x, y, attacks=attacks, eps=fixed, target_fooling=args.target_fooling, refine=args.refine,
                  n_calibration=args.n_calibration, steps=args.steps, batch_size=args.batch_size, out_dir=args.out,
@@ -312,6 +326,34 @@ def _layers(text, default):
     return [int(t) if t.lstrip("-").isdigit() else t for t in names]
 
 
+def _check_benchmark_layers(model, methods, layers, checkpoints):
+    """The layers the methods need exist in the model (before any time is spent): --layers for the perceptual
+    ball, a convolutional feature map for the CAMs, --sanity-checkpoints among the layers with weights."""
+    from .evaluation.saliency_metrics import kernel_layers
+    from .explain import EXPLAINERS, PerceptualBall
+    from .models import feature_model, penultimate_conv_layer
+
+    names = {n for n, _ in methods}
+    balls = [n for n in names if isinstance(EXPLAINERS[n], type) and issubclass(EXPLAINERS[n], PerceptualBall)]
+    if any(n != "noper" for n in balls):
+        try:
+            feature_model(model, layers)
+        except (ValueError, TypeError) as e:
+            raise UsageError("--layers", str(e)) from None
+    cams = [n for n in names if getattr(EXPLAINERS[n], "needs_feature_layer", False)]
+    if cams:
+        try:
+            penultimate_conv_layer(model)
+        except ValueError as e:
+            raise UsageError("--methods", f"{', '.join(sorted(cams))}: {e}") from None
+    if checkpoints is not None:
+        known = [layer.name for layer in kernel_layers(model)]
+        bad = [c for c in checkpoints if c not in known]
+        if bad:
+            raise UsageError("--sanity-checkpoints", f"{bad} are not layers with weights; top-down: "
+                                                     f"{', '.join(known[::-1][:8])}, …")
+
+
 def _benchmark(args):
     from .protocols.presets import BENCHMARKS, BOX_BENCHMARKS, PB_DEFAULTS, default_benchmarks
     from .protocols.saliency_benchmark import parse_methods, run_benchmarks
@@ -328,26 +370,19 @@ def _benchmark(args):
                                          f"{', '.join(default_benchmarks(family))}")
     x, y, boxes = _load_data(family, args.n, boxes=True)
     model, model_name, is_zoo = _load_model(args.model, family)
-    _check_fit(model, x, y, model_name)
+    _check_fit(model, x, y, model_name, args.data)
     d = PB_DEFAULTS[family]
     pb_kwargs = {"layers": _layers(args.layers, d["layers"]),
                  "lambda_perceptual": d["lambda_perceptual"] if args.lambda_perceptual is None else args.lambda_perceptual,
                  "lambda_pixel": args.lambda_pixel, "target": args.target, "steps": args.steps,
                  "batch_size": args.pb_batch_size, "max_evaluations": args.max_evaluations}
     checkpoints = args.sanity_checkpoints.split(",") if args.sanity_checkpoints else None
-    try:
-        run_benchmarks(model, x, y, boxes, methods=methods, benchmarks=benches, pb_kwargs=pb_kwargs,
-                       n_steps=args.n_steps, insertion_blur=args.insertion_blur, batch_size=args.batch_size,
-                       sanity_n=args.sanity_n, sanity_checkpoints=checkpoints, scorecam_max_n=args.scorecam_max_n,
-                       out_dir=args.out, data_name=family, model_name=model_name, progress=not args.no_progress,
-                       seed=args.seed, paper=is_zoo and family == "imagenet")
-    except ValueError as e:  # layer names/indices and checkpoints are only known once the model is
-        msg = str(e)
-        if "checkpoints" in msg:
-            raise UsageError("--sanity-checkpoints", msg) from None
-        if "layer" in msg or "activation index" in msg:
-            raise UsageError("--layers", msg) from None
-        raise
+    _check_benchmark_layers(model, methods, pb_kwargs["layers"], checkpoints if "sanity" in benches else None)
+    run_benchmarks(model, x, y, boxes, methods=methods, benchmarks=benches, pb_kwargs=pb_kwargs,
+                   n_steps=args.n_steps, insertion_blur=args.insertion_blur, batch_size=args.batch_size,
+                   sanity_n=args.sanity_n, sanity_checkpoints=checkpoints, scorecam_max_n=args.scorecam_max_n,
+                   out_dir=args.out, data_name=family, model_name=model_name, progress=not args.no_progress,
+                   seed=args.seed, paper=is_zoo and family == "imagenet")
     print(open(os.path.join(args.out, "report.md"), encoding="utf-8").read())
     return 0
 
@@ -461,7 +496,7 @@ def _benchmark_parser(sub, methods, benchmarks, blurs):
 
 def build_parser():
     """The argument parser (imports the registries, so TensorFlow: call after the quiet start-up)."""
-    from .attacks import ATTACK_NAMES, PGAP_SOLVERS
+    from .attacks import PGAP_SOLVERS, attack_names
     from .evaluation.saliency_metrics import INSERTION_BLURS
     from .protocols.presets import BENCHMARKS
     from .protocols.saliency_benchmark import METHOD_NAMES
@@ -469,7 +504,7 @@ def build_parser():
     p = _Parser(prog="tfperceptual", description="Perceptually constrained adversarial perturbations and "
                                                  "explanations for Keras models.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    attacks = ",".join(ATTACK_NAMES)
+    attacks = ",".join(attack_names())
     _compare_parser(sub, attacks, PGAP_SOLVERS)
     _localize_parser(sub, attacks)
     _benchmark_parser(sub, METHOD_NAMES, BENCHMARKS, INSERTION_BLURS)

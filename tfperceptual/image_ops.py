@@ -26,8 +26,8 @@ import tensorflow as tf
 from solvers.rows import to_rows
 from solvers.ssim_ball import global_ssim as _rows_global_ssim
 
-__all__ = ["gaussian_window", "gaussian_blur", "blur_saliency", "ssim_map", "ssim", "global_ssim", "psnr",
-           "SSIM_SIGMA", "K1", "K2"]
+__all__ = ["gaussian_window", "gaussian_blur", "blur_saliency", "normalise_maps", "ssim_map", "ssim", "global_ssim",
+           "psnr", "SSIM_SIGMA", "K1", "K2"]
 
 #: SSIM constants of Wang et al. (2004)
 K1, K2 = 0.01, 0.03
@@ -81,10 +81,19 @@ def blur_saliency(maps, sigma):
     Raises:
         ValueError: the kernel radius is not smaller than the map's height or width.
     """
-    m = tf.convert_to_tensor(maps, tf.float32)
+    m = tf.cast(tf.convert_to_tensor(maps), tf.float32)
     if sigma is None or sigma <= 0:
         return m
     return gaussian_blur(m[..., None], sigma)[..., 0]
+
+
+def normalise_maps(maps):
+    """Min–max normalise each (H, W) map of (B, H, W) to [0, 1], in the maps' float dtype (a constant map
+    becomes 0)."""
+    m = tf.convert_to_tensor(maps)
+    lo = tf.reduce_min(m, [1, 2], keepdims=True)
+    span = tf.reduce_max(m, [1, 2], keepdims=True) - lo
+    return tf.where(span > 0, (m - lo) / tf.where(span > 0, span, tf.ones_like(span)), tf.zeros_like(m))
 
 
 def ssim_map(x, y, sigma=SSIM_SIGMA, data_range=1.0):

@@ -31,7 +31,16 @@ class CacheWarning(UserWarning):
 
 
 def _umask():
-    mask = os.umask(0o022)  # the only portable way to read it: set, then restore at once
+    """The process umask: read from /proc on Linux (no change to it, so no race with other threads); else
+    set and restored at once (the only portable way to read it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 

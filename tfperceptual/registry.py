@@ -1,8 +1,9 @@
 """Registries: a dict of name → class (or factory) that a decorator fills, in registration order.
 
 :data:`tfperceptual.attacks.ATTACKS` and :data:`tfperceptual.explain.EXPLAINERS` are two of them; the
-protocols and the command line build methods by name from them, so a newly registered attack or explainer
-is available everywhere (and the contract tests run it).
+protocols and the command line read them when they run, so a newly registered attack or explainer can be
+named there (an attack also needs an ε grid, in ``eps_grids`` / ``--eps``), and the contract tests refuse
+a registered method they have no options for.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 :class:`AttackResult`.
 
 * ``attack.perturb(x, labels, target=None) -> x_adv`` takes and returns ``tf.Tensor`` s and is
-  *graph-pure*: callable inside ``tf.function`` and inside a Keras ``train_step``, no NumPy, no Python side
-  effects, no retrace per call at a fixed shape (ε lives in a ``tf.Variable``).  Attacks that cannot offer
-  it (Foolbox's) say so (``graph_pure = False``) and raise ``NotImplementedError`` from ``perturb``.
+  *graph-pure*: callable inside ``tf.function`` and inside a Keras ``train_step`` (also one that Keras
+  compiles with XLA: the attack's own loop is a function that is not XLA-compiled), no NumPy, no Python
+  side effects, no retrace per call at a fixed shape (ε lives in a ``tf.Variable``).  Attacks that cannot
+  offer it say so (``graph_pure = False``): Foolbox's raise ``NotImplementedError`` from ``perturb``.
 * ``attack(images, labels, target=None, *, metrics=True, return_iterates=False) -> AttackResult``
   validates the inputs, runs the attack batch by batch and fills the result; the image-quality metrics
   (SSIM, PSNR) are computed only with ``metrics=True``.
@@ -23,7 +24,11 @@ from .. import image_ops
 from ..models.adapter import as_logits_model
 from ..validation import check_images, check_labels, check_positive_int
 
-__all__ = ["Attack", "AttackResult"]
+__all__ = ["Attack", "AttackResult", "ZeroGradientWarning"]
+
+
+class ZeroGradientWarning(RuntimeWarning):
+    """The loss has a zero gradient with respect to the input at some images: the attack cannot move them."""
 
 
 @dataclass
@@ -100,14 +105,19 @@ class Attack(abc.ABC):
 
     Attributes:
         name: the registry name (``tfperceptual.attacks.ATTACKS``).
-        eps_unit: what ε measures.
-        graph_pure: whether :meth:`perturb` runs inside ``tf.function`` / ``train_step``.
+        eps_unit: what ε measures; eps_range: the open interval it must lie in.
+        graph_pure: whether :meth:`perturb` runs inside ``tf.function`` / ``train_step`` without Python (a
+            ``False`` attack either raises ``NotImplementedError`` from ``perturb`` — Foolbox's — or runs
+            Python at every step through ``tf.numpy_function`` — PGAP with CVXPY: inside ``tf.function`` on
+            this host, not on other devices or under XLA).
         model: the :class:`~tfperceptual.models.LogitsModel`.
         num_classes, input_shape: K and (H, W, C) of the model.
     """
 
     name = ""
     eps_unit = ""
+    #: the open interval ε must lie in (``None``: unbounded)
+    eps_range = (0.0, None)
     graph_pure = True
     bounds = (0.0, 1.0)
 
@@ -158,7 +168,7 @@ class Attack(abc.ABC):
             more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
             warnings.warn(f"{type(self).__name__}: the loss has a zero gradient with respect to the input at images "
                           f"{bad[:10].tolist()}{more} (e.g. a model built on sign or rounding, or a saturated "
-                          "loss): the attack cannot move them", RuntimeWarning, stacklevel=2)
+                          "loss): the attack cannot move them", ZeroGradientWarning, stacklevel=2)
         return res
 
     def _result(self, x, out, metrics):

@@ -109,7 +109,7 @@ class FoolboxAttack(Attack):
         crit = lb if target is None else fb.criteria.TargetedMisclassification(tf.constant(target))
         _, clipped, _ = self.attack(self.fmodel, xb, crit, epsilons=self._eps)
         adv = np.clip(np.asarray(clipped, np.float32), 0.0, 1.0)
-        pred = np.argmax(self.model(tf.constant(adv), training=False).numpy(), -1)
+        pred = self.model.predicted_class(adv).numpy()
         n = len(x)
         return {"adversarial": adv, "success": (pred == target) if target is not None else (pred != labels),
                 "steps": np.full(n, self.steps, np.int32), "adv_labels": pred, "failed": np.zeros(n, bool),

@@ -30,7 +30,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from solvers.exact import GAP_TOL
-from solvers.oracles import ClosedFormSSIMOracle, cvxpy_solver_names, ssim_ball_oracle
+from solvers.oracles import ClosedFormSSIMOracle, CvxpySSIMOracle, ssim_ball_oracle
 
 from ..models.adapter import as_logits_model
 from ..validation import check_choice, check_positive_int, check_real
@@ -42,6 +42,14 @@ __all__ = ["SSIMBallAttack", "PGAP", "FPGAP", "PGAP_SOLVERS"]
 
 #: PGAP's step solvers (a CVXPY solver name also selects CVXPY with that solver)
 PGAP_SOLVERS = ("exact", "cvxpy", "ECOS", "CLARABEL")
+
+
+def _eps(value):
+    return check_real(value, "eps (S2 radius ε)", 0.0, 1.0)
+
+
+def _eps_luminance(value):
+    return check_real(value, "eps_luminance (S1 radius)", 0.0, 1.0, low_inclusive=True)
 
 
 class SSIMBallAttack(Attack):
@@ -61,6 +69,7 @@ class SSIMBallAttack(Attack):
     """
 
     eps_unit = "SSIM-ball radius ε (S2 ≥ 1 − ε²)"
+    eps_range = (0.0, 1.0)
 
     def __init__(self, model, oracle, steps=50, loss="cw", confidence=50.0, batch_size=256, early_stop=True):
         super().__init__(model, batch_size)
@@ -71,6 +80,17 @@ class SSIMBallAttack(Attack):
         self.early_stop = bool(early_stop)
         self.graph_pure = oracle.graph_pure
         self._run = tf.function(self._run_impl, reduce_retracing=True)
+        self._frozen = True
+
+    #: options read when the loop is traced: fixed once the attack is built (ε and ε1 are variables instead)
+    _FIXED = ("steps", "loss", "confidence", "early_stop", "per_channel", "project_gradient", "box", "solver",
+              "gap_tol", "oracle", "model")
+
+    def __setattr__(self, name, value):
+        if name in self._FIXED and getattr(self, "_frozen", False):
+            raise AttributeError(f"{name} is fixed when a {type(self).__name__} is built (its graph reads it once); "
+                                 f"build a new attack to change it (eps and eps_luminance can be assigned)")
+        super().__setattr__(name, value)
 
     @staticmethod
     def _channels(model_shape, per_channel):
@@ -81,7 +101,8 @@ class SSIMBallAttack(Attack):
             raise ValueError("per_channel=True needs a model with a known number of channels")
         return int(c)
 
-    # ε lives in the oracle's tf.Variables, so a sweep reuses one traced graph
+    # ε and ε1 live in the oracle's tf.Variables: a sweep reuses one traced graph, and a graph traced before
+    # an assignment (a user's tf.function, a train_step) follows it
     @property
     def eps(self) -> float:
         """S2 radius ε in (0, 1): every iterate has S2(x0, x) ≥ 1 − ε²."""
@@ -89,7 +110,7 @@ class SSIMBallAttack(Attack):
 
     @eps.setter
     def eps(self, value):
-        self.oracle.eps2 = value
+        self.oracle.eps2 = _eps(value)
 
     @property
     def eps_luminance(self) -> float:
@@ -98,7 +119,7 @@ class SSIMBallAttack(Attack):
 
     @eps_luminance.setter
     def eps_luminance(self, value):
-        self.oracle.eps1 = value
+        self.oracle.eps1 = _eps_luminance(value)
 
     def _loss_gradient(self, x, labels, targets, targeted):
         with tf.GradientTape() as tape:
@@ -112,16 +133,19 @@ class SSIMBallAttack(Attack):
         pred = tf.argmax(logits, -1, output_type=labels.dtype)
         return (tf.equal(pred, targets) if targeted else tf.not_equal(pred, labels)), pred
 
-    def _run_impl(self, x0, labels, targets, targeted, record, trace_key):
-        """The loop on one batch; ``targeted``, ``record`` and ``trace_key`` are Python values (graph shape)."""
-        del trace_key  # only part of the tf.function's cache key: the oracle reads its own Python settings
+    def _run_impl(self, x0, labels, targets, targeted, record, report, compact):
+        """The loop on one batch. Python values that shape the graph: ``targeted``; ``record`` (keep the
+        iterates); ``report`` (keep the per-image messages); ``compact`` (step only the images still running,
+        gathered: finished images cost nothing). ``perturb`` runs with none of them: fixed shapes, no string
+        op, no growing array, so an XLA-compiled ``train_step`` can contain it; it steps every image and keeps
+        the update only where the image still runs, which gives the same iterates."""
         oracle = self.oracle
         n_img = tf.shape(x0)[0]
         x0_rows = tf.reshape(tf.cast(x0, oracle.dtype), (n_img, -1))
         done, pred = self._success(self.model(x0, training=False), labels, targets, targeted)
         failed = tf.zeros_like(done)
         zero = tf.zeros_like(done)
-        messages = tf.fill([n_img], "")
+        messages = tf.fill([n_img], "") if report else tf.zeros((0,), tf.bool)
         adv = x0
         steps = tf.zeros_like(labels, dtype=tf.int32)
         history = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
@@ -130,29 +154,32 @@ class SSIMBallAttack(Attack):
             running = tf.logical_not(done | failed) if self.early_stop else tf.logical_not(failed)
             if not tf.reduce_any(running):
                 break
-            # only the images still running are attacked: gather them, step, scatter back
-            idx = tf.where(running)[:, 0]
+            idx = tf.where(running)[:, 0] if compact else tf.range(tf.cast(n_img, tf.int64))
             at = idx[:, None]
+            live = tf.gather(running, idx)  # all true when compact
             adv_a = tf.gather(adv, idx)
             lab_a, tgt_a, done_a = tf.gather(labels, idx), tf.gather(targets, idx), tf.gather(done, idx)
             g = self._loss_gradient(adv_a, lab_a, tgt_a, targeted)
-            n_a = tf.shape(idx)[0]
-            flat_g = tf.reshape(g, (n_a, -1))
-            step = oracle(flat_g, tf.gather(x0_rows, idx))
+            flat_g = tf.reshape(g, (tf.shape(idx)[0], -1))
+            step = oracle(flat_g, tf.gather(x0_rows, idx), report)
             new = tf.reshape(tf.cast(step.y, tf.float32), tf.shape(adv_a))
             if oracle.respects_box:  # float64 → float32 rounding may step a hair outside the box
                 new = tf.clip_by_value(new, b0, b1)
             ok = step.ok
-            new = tf.where(ok[:, None, None, None], new, adv_a)  # an uncertified step keeps the last iterate
+            take = ok & live
+            new = tf.where(take[:, None, None, None], new, adv_a)  # an uncertified step keeps the last iterate
             succ, p = self._success(self.model(new, training=False), lab_a, tgt_a, targeted)
-            is_zero = tf.equal(k, 0) & tf.reduce_all(tf.equal(flat_g, 0.0), 1) & tf.logical_not(done_a)
+            is_zero = tf.equal(k, 0) & tf.reduce_all(tf.equal(flat_g, 0.0), 1) & tf.logical_not(done_a) & live
             adv = tf.tensor_scatter_nd_update(adv, at, new)
-            failed = tf.tensor_scatter_nd_update(failed, at, tf.logical_not(ok))
-            messages = tf.tensor_scatter_nd_update(messages, at, tf.where(ok, tf.gather(messages, idx), step.message))
+            failed = tf.tensor_scatter_nd_update(failed, at, tf.where(live, tf.logical_not(ok), tf.gather(failed, idx)))
+            if report:
+                messages = tf.tensor_scatter_nd_update(messages, at, tf.where(take | ~live, tf.gather(messages, idx),
+                                                                              step.message))
             zero = tf.tensor_scatter_nd_update(zero, at, tf.gather(zero, idx) | is_zero)
-            steps = tf.tensor_scatter_nd_add(steps, at, tf.cast(ok, tf.int32))
-            pred = tf.tensor_scatter_nd_update(pred, at, tf.where(ok, p, tf.gather(pred, idx)))
-            done = tf.tensor_scatter_nd_update(done, at, (done_a | succ) if self.early_stop else tf.where(ok, succ, done_a))
+            steps = tf.tensor_scatter_nd_add(steps, at, tf.cast(take, tf.int32))
+            pred = tf.tensor_scatter_nd_update(pred, at, tf.where(take, p, tf.gather(pred, idx)))
+            done_new = (done_a | succ) if self.early_stop else tf.where(ok, succ, done_a)
+            done = tf.tensor_scatter_nd_update(done, at, tf.where(live, done_new, done_a))
             if record:
                 history = history.write(k, adv)
         iterates = history.stack() if record else tf.zeros((0,), tf.float32)
@@ -164,13 +191,13 @@ class SSIMBallAttack(Attack):
         x = tf.cast(x, tf.float32)
         labels = tf.cast(labels, tf.int64)
         targets = labels if target is None else tf.cast(target, tf.int64)
-        return self._run(x, labels, targets, target is not None, False, self.oracle.trace_key())["adversarial"]
+        return self._run(x, labels, targets, target is not None, False, False, False)["adversarial"]
 
     def _attack_batch(self, x, labels, target, return_iterates):
         targeted = target is not None
         y = tf.constant(labels, tf.int64)
         out = self._run(tf.constant(x), y, tf.constant(target, tf.int64) if targeted else y, targeted,
-                        bool(return_iterates), self.oracle.trace_key())
+                        bool(return_iterates), True, True)
         res = {k: v.numpy() for k, v in out.items()}
         res["messages"] = [m.decode() for m in res["messages"]]
         if return_iterates and res["iterates"].shape[0] == 0:
@@ -205,12 +232,13 @@ class FPGAP(SSIMBallAttack):
     def __init__(self, model, eps, eps_luminance=0.0, steps=50, loss="cw", confidence=50.0,
                  per_channel=True, project_gradient=True, box="restore", batch_size=256, early_stop=True):
         model = as_logits_model(model)
-        oracle = ClosedFormSSIMOracle(eps, eps_luminance, self.bounds, self._channels(model.image_shape, per_channel),
-                                      project_gradient=project_gradient, box=box)
-        super().__init__(model, oracle, steps, loss, confidence, batch_size, early_stop)
         self.per_channel = bool(per_channel)
+        oracle = ClosedFormSSIMOracle(_eps(eps), _eps_luminance(eps_luminance), self.bounds,
+                                      self._channels(model.image_shape, per_channel),
+                                      project_gradient=project_gradient, box=box)
         self.project_gradient = oracle.project_gradient
         self.box = oracle.box
+        super().__init__(model, oracle, steps, loss, confidence, batch_size, early_stop)
 
 
 @register_attack("pgap")
@@ -238,18 +266,14 @@ class PGAP(SSIMBallAttack):
                  solver="exact", per_channel=True, batch_size=128, early_stop=True, gap_tol=None):
         model = as_logits_model(model)
         channels = self._channels(model.image_shape, per_channel)
-        gap_tol = check_real(GAP_TOL if gap_tol is None else gap_tol, "gap_tol", 0.0, None)
-        names = [solver] if isinstance(solver, str) else list(solver)
-        known = cvxpy_solver_names()
-        if not names or any(not isinstance(s, str) or (s not in ("exact", "cvxpy") and s.upper() not in known)
-                            for s in names) or (len(names) > 1 and "exact" in names):
-            raise ValueError(f"solver must be 'exact', 'cvxpy' or CVXPY solver names ({', '.join(sorted(known))}), "
-                             f"got {solver!r}")
-        if isinstance(solver, str):
-            oracle = ssim_ball_oracle(solver, eps, eps_luminance, self.bounds, channels, gap_tol=gap_tol)
-        else:
-            oracle = ssim_ball_oracle("cvxpy", eps, eps_luminance, self.bounds, channels, solver=solver)
-        super().__init__(model, oracle, steps, loss, confidence, batch_size, early_stop)
         self.per_channel = bool(per_channel)
+        self.gap_tol = check_real(GAP_TOL if gap_tol is None else gap_tol, "gap_tol", 0.0, None)
+        if solver == "closed_form":
+            raise ValueError("solver='closed_form' is FPGAP's step: use FPGAP")
+        if isinstance(solver, str):
+            oracle = ssim_ball_oracle(solver, _eps(eps), _eps_luminance(eps_luminance), self.bounds, channels,
+                                      gap_tol=self.gap_tol, argument="solver")
+        else:  # a sequence of CVXPY solver names, tried in order (checked by the oracle)
+            oracle = CvxpySSIMOracle(_eps(eps), _eps_luminance(eps_luminance), self.bounds, channels, solver=solver)
         self.solver = solver
-        self.gap_tol = gap_tol
+        super().__init__(model, oracle, steps, loss, confidence, batch_size, early_stop)

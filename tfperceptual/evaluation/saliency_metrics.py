@@ -38,13 +38,14 @@ from scipy import ndimage
 from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
+from .. import image_ops
 from ..image_ops import gaussian_blur
 from ..models.adapter import as_logits_model
 from ..validation import check_images, check_labels, check_maps, check_positive_int
 
 __all__ = ["deletion_insertion", "auc", "normalise_maps", "threshold_grids", "largest_component_box",
            "box_iou", "weak_localisation", "weak_localisation_success", "pointing_game", "cascading_randomization",
-           "cascade_input_dependence", "MID_GREY", "INSERTION_BLURS"]
+           "cascade_input_dependence", "kernel_layers", "MID_GREY", "INSERTION_BLURS"]
 
 MID_GREY = 0.5
 #: insertion's blurred substrates (see :func:`deletion_insertion`)
@@ -84,23 +85,6 @@ def _rise_blur_images(x, sigma, klen=11):
     return tf.nn.depthwise_conv2d(xt, kern, strides=[1, 1, 1, 1], padding="VALID") + pad
 
 
-_PROB_FN = {}
-
-
-def _class_probability_fn(model):
-    """(logits model, traced ``(images, classes) -> softmax probability``) for ``model``, built once and
-    reused while the same model is scored (the benchmark runner calls :func:`deletion_insertion` per batch and
-    method); only the latest model is kept."""
-    lm = as_logits_model(model)
-    if _PROB_FN.get("model") is not lm:
-        @tf.function(reduce_retracing=True)
-        def probs(batch, cls):
-            return tf.gather(tf.nn.softmax(lm(batch, training=False)), cls, batch_dims=1)
-        _PROB_FN.clear()
-        _PROB_FN.update(model=lm, fn=probs)
-    return lm, _PROB_FN["fn"]
-
-
 def deletion_insertion(model, images, labels, saliency, n_steps=100, substrate=MID_GREY, blur_sigma=5.0,
                        batch_size=128, insertion_blur="gaussian"):
     """Deletion and insertion curves and AUCs (Petsiuk et al., 2018).
@@ -126,7 +110,7 @@ def deletion_insertion(model, images, labels, saliency, n_steps=100, substrate=M
         ValueError: shapes that do not match, NaN/Inf, labels out of range, n_steps < 1, an unknown
             insertion_blur.
     """
-    lm, probs = _class_probability_fn(model)
+    lm = as_logits_model(model)
     x = check_images(images, "images", (0.0, 1.0))
     y = check_labels(labels, len(x), lm.num_classes, "labels")
     s = check_maps(saliency)
@@ -162,7 +146,7 @@ def deletion_insertion(model, images, labels, saliency, n_steps=100, substrate=M
                 imgs.append(tf.where(changed, grey, xt) if name == "deletion" else tf.where(changed, xt, blurred))
             batch = tf.concat(imgs, 0)
             cls = tf.constant(np.tile(y, len(ks)), tf.int32)
-            p = np.concatenate([probs(batch[i:i + batch_size], cls[i:i + batch_size]).numpy()
+            p = np.concatenate([lm.class_probability(batch[i:i + batch_size], cls[i:i + batch_size]).numpy()
                                 for i in range(0, int(batch.shape[0]), batch_size)])
             curves[name][:, j0:j0 + len(ks)] = p.reshape(len(ks), b).T
     return {"deletion": auc(curves["deletion"]), "insertion": auc(curves["insertion"]),
@@ -170,11 +154,12 @@ def deletion_insertion(model, images, labels, saliency, n_steps=100, substrate=M
 
 
 def normalise_maps(maps):
-    """Min–max normalise each (H, W) map of (B, H, W) to [0, 1] (a constant map becomes 0)."""
-    m = check_maps(maps)
-    lo = m.min((1, 2), keepdims=True)
-    span = m.max((1, 2), keepdims=True) - lo
-    return np.where(span > 0, (m - lo) / np.where(span > 0, span, 1.0), 0.0)
+    """Min–max normalise each (H, W) map of (B, H, W) to [0, 1] (a constant map becomes 0); float64 NumPy.
+
+    Raises:
+        ValueError / TypeError: not (B, H, W), NaN/Inf, not real-valued.
+    """
+    return image_ops.normalise_maps(tf.constant(check_maps(maps))).numpy()
 
 
 def threshold_grids():
@@ -298,7 +283,8 @@ def pointing_game(saliency, boxes, tolerance=15.0):
     return hits
 
 
-def _kernel_layers(model):
+def kernel_layers(model):
+    """The layers of ``model`` with a kernel (dense, convolution, depthwise), in ``model.layers`` order."""
     return [layer for layer in model.layers
             if any(v.name.split("/")[-1] in ("kernel", "depthwise_kernel") for v in layer.weights)]
 
@@ -386,7 +372,7 @@ def _cascade(model, checkpoints, seed, progress=False):
     """Yield ``None`` with the trained weights, then each checkpoint's name once the layers from the top
     down to it are re-initialised (layer k top-down with seed ``seed + k``); weights restored at the end,
     also after an exception or an early exit of the caller."""
-    layers = _kernel_layers(model)[::-1]
+    layers = kernel_layers(model)[::-1]
     names = [layer.name for layer in layers]
     wanted = names if checkpoints is None else list(checkpoints)
     unknown = [n for n in wanted if n not in names]

@@ -4,11 +4,12 @@ tf-keras-vis baselines, and the registry (:data:`EXPLAINERS`, :func:`build_expla
 from .base import Explainer, Explanation
 from .registry import EXPLAINERS, build_explainer, explainer_names, register_explainer
 from .perceptual_ball import (PERCEPTUAL_BALL_OPTIMIZERS, GuidedPerceptualBall, NoPer, PerceptualBall,  # noqa: I001
-                              perturbation_saliency)
+                              guided_saliency, perturbation_saliency)
 from .tfkerasvis import (METHODS, GradCAM, GradCAMPlusPlus, Saliency, ScoreCAM, SmoothGrad, TfKerasVisExplainer,
                          gradcam_plus_plus, gradcam_plus_plus_fn, saliency_fn, saliency_maps)
 
 __all__ = ["Explainer", "Explanation", "EXPLAINERS", "build_explainer", "explainer_names", "register_explainer",
-           "PerceptualBall", "NoPer", "GuidedPerceptualBall", "perturbation_saliency", "PERCEPTUAL_BALL_OPTIMIZERS",
+           "PerceptualBall", "NoPer", "GuidedPerceptualBall", "perturbation_saliency", "guided_saliency",
+           "PERCEPTUAL_BALL_OPTIMIZERS",
            "TfKerasVisExplainer", "Saliency", "SmoothGrad", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "METHODS",
            "saliency_fn", "saliency_maps", "gradcam_plus_plus", "gradcam_plus_plus_fn"]

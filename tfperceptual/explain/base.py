@@ -7,7 +7,6 @@ import abc
 from dataclasses import dataclass, field
 
 import numpy as np
-import tensorflow as tf
 
 from ..models.adapter import as_logits_model
 from ..validation import check_images, check_labels, check_positive_int
@@ -68,16 +67,12 @@ class Explainer(abc.ABC):
         self.input_shape = self.model.image_shape
         self.num_classes = self.model.num_classes
         self.batch_size = check_positive_int(batch_size, "batch_size")
-        self._predict_fn = tf.function(self._predict, reduce_retracing=True)
-
-    def _predict(self, x):
-        return tf.argmax(self.model(x, training=False), -1)
 
     def _inputs(self, images, labels):
         """Validated images (float32) and labels (int64; the predictions when ``None``)."""
         x = check_images(images, "images", (0.0, 1.0), self.input_shape)
         if labels is None:
-            labels = np.concatenate([self._predict_fn(tf.constant(x[i:i + self.batch_size])).numpy()
+            labels = np.concatenate([self.model.predicted_class(x[i:i + self.batch_size]).numpy()
                                      for i in range(0, len(x), self.batch_size)])
         return x, check_labels(labels, len(x), self.num_classes, "labels")
 

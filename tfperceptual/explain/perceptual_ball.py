@@ -27,14 +27,15 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from ..image_ops import blur_saliency
+from ..image_ops import blur_saliency, normalise_maps
 from ..models.features import feature_model
 from ..models.logits import class_margin, class_score
 from ..validation import check_choice, check_positive_int, check_real
 from .base import Explainer, Explanation
 from .registry import register_explainer
 
-__all__ = ["PerceptualBall", "NoPer", "perturbation_saliency", "PERCEPTUAL_BALL_OPTIMIZERS"]
+__all__ = ["PerceptualBall", "NoPer", "GuidedPerceptualBall", "perturbation_saliency", "guided_saliency",
+           "PERCEPTUAL_BALL_OPTIMIZERS"]
 
 PERCEPTUAL_BALL_OPTIMIZERS = ("lbfgs", "adam")
 
@@ -44,6 +45,15 @@ def perturbation_saliency(images, perturbed, sigma=0.0):
     of width ``sigma`` pixels (the authors' ``example.py``). Shapes (B, H, W, C) → (B, H, W) float32 tensor."""
     d = tf.convert_to_tensor(perturbed, tf.float32) - tf.convert_to_tensor(images, tf.float32)
     return blur_saliency(tf.sqrt(tf.reduce_mean(tf.square(d), -1)), sigma)
+
+
+def guided_saliency(saliency, guide, sigma=0.0):
+    """The guided variant's map (Elliott et al., Sec. 4.2): the unblurred perturbation map normalised to
+    [0, 1] per image, blurred by ``sigma`` pixels, times the guide (:meth:`PerceptualBall.input_gradient_map`).
+    (B, H, W) and (B, H, W) → (B, H, W) float32 NumPy. The one definition: the explainer and the benchmark
+    runner both use it."""
+    m = normalise_maps(tf.constant(np.asarray(saliency, np.float64)))
+    return (np.asarray(blur_saliency(m, sigma)) * np.asarray(guide, np.float32)).astype(np.float32)
 
 
 @register_explainer("perceptual_ball")
@@ -101,6 +111,18 @@ class PerceptualBall(Explainer):
         self.num_correction_pairs = check_positive_int(num_correction_pairs, "num_correction_pairs")
         self._solve = tf.function(self._solve_impl, reduce_retracing=True)
         self._grad = tf.function(self._input_gradient, reduce_retracing=True)
+        self._frozen = True
+
+    #: read when the optimisation is traced: fixed once the explainer is built (``sigma`` and ``guided`` are
+    #: applied after it and can be changed)
+    _FIXED = ("layers", "fm", "lambda_perceptual", "lambda_pixel", "target", "steps", "multilabel", "optimizer",
+              "learning_rate", "num_correction_pairs", "max_evaluations", "model")
+
+    def __setattr__(self, name, value):
+        if name in self._FIXED and getattr(self, "_frozen", False):
+            raise AttributeError(f"{name} is fixed when a {type(self).__name__} is built (its graph reads it once); "
+                                 "build a new explainer to change it")
+        super().__setattr__(name, value)
 
     # -- the objective ---------------------------------------------------------------------------
     def _forward(self, x):
@@ -214,7 +236,8 @@ class PerceptualBall(Explainer):
             images: (B, H, W, C) float, pixels in [0, 1].
             labels: (B,) int classes in [0, num_classes), or ``None`` for the top-1 predictions.
             sigma: Gaussian blur of the saliency in pixels (default: the constructor's ``sigma``).
-            guided: multiply the saliency by :meth:`input_gradient_map` (default: the constructor's).
+            guided: the guided variant, :func:`guided_saliency` (the map normalised to [0, 1], blurred, times
+                :meth:`input_gradient_map`; default: the constructor's ``guided``).
             progress: a tqdm bar over batches.
 
         Returns:
@@ -232,11 +255,12 @@ class PerceptualBall(Explainer):
         for i in tqdm(range(0, len(x), self.batch_size), desc="perceptual ball", disable=not progress):
             xb, yb = tf.constant(x[i:i + self.batch_size]), tf.constant(y[i:i + self.batch_size], tf.int32)
             xp, loss, margin, margin0, conv, evals = self._solve(xb, yb)
-            for k, v in zip(parts, (xp, loss, margin, margin0, conv, perturbation_saliency(xb, xp, sigma))):
+            sal = perturbation_saliency(xb, xp, 0.0 if guided else sigma)
+            for k, v in zip(parts, (xp, loss, margin, margin0, conv, sal)):
                 parts[k].append(v.numpy())
             evaluations += int(evals)
         cat = {k: np.concatenate(v) for k, v in parts.items()}
-        saliency = cat["sal"] * self.input_gradient_map(x, y) if guided else cat["sal"]
+        saliency = guided_saliency(cat["sal"], self.input_gradient_map(x, y), sigma) if guided else cat["sal"]
         return Explanation(saliency=saliency.astype(np.float32), labels=y, perturbed=cat["xp"].astype(np.float32),
                            margin=cat["margin"], loss=cat["loss"], initial_margin=cat["margin0"],
                            converged=cat["converged"], evaluations=evaluations, layers=list(self.layers))

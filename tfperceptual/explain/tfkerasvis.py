@@ -141,6 +141,9 @@ class _FeatureTensor(keras.layers.Layer):
 class _CAM(TfKerasVisExplainer):
     """A class activation map of ``layer`` (default :func:`tfperceptual.models.penultimate_conv_layer`)."""
 
+    #: the method weighs the feature maps of a convolutional layer (a model without one cannot be explained)
+    needs_feature_layer = True
+
     def __init__(self, model, layer=None, batch_size=32):
         self.layer = layer
         super().__init__(model, batch_size)

@@ -16,7 +16,7 @@ The classifier's head is detected in this order (:attr:`LogitsModel.head`):
    layer (thread-safe, nothing swapped during ``call``).
 2. ``"softmax_layer"``: the last layer is ``Softmax``, ``Activation("softmax")``, or any one-input layer
    (a ``Lambda``, a custom layer) whose output equals the softmax of its input on a probe batch: its input
-   tensor is the logits, exactly.
+   tensor is the logits, exactly (``"sigmoid_layer"``: the same for ``Activation("sigmoid")``).
 3. ``"probabilities"``: the outputs on the probe batch are non-negative rows summing to 1 (a probability
    head we cannot see through): ``log p`` (a :class:`LogProbability` layer) serves as logits — margins
    and cross-entropy are unchanged (softmax is invariant to a per-row constant) except where p underflows
@@ -43,7 +43,7 @@ __all__ = ["LogitsModel", "as_logits_model", "to_functional", "input_shape_of", 
            "PreActivation", "LogProbability", "HEADS"]
 
 #: head kinds :class:`LogitsModel` detects (see the module docstring)
-HEADS = ("logits", "softmax_activation", "sigmoid_activation", "softmax_layer", "probabilities")
+HEADS = ("logits", "softmax_activation", "sigmoid_activation", "softmax_layer", "sigmoid_layer", "probabilities")
 _PROBE_SEED = 20240607
 
 
@@ -226,6 +226,8 @@ class LogitsModel(keras.Model):
         if single and (isinstance(last, keras.layers.Softmax)
                        or (isinstance(last, keras.layers.Activation) and _is(act, "softmax"))):
             return keras.Model(inp, last_inputs[0], name=name), "softmax_layer"
+        if single and isinstance(last, keras.layers.Activation) and _is(act, "sigmoid"):
+            return keras.Model(inp, last_inputs[0], name=name), "sigmoid_layer"
         probe = _probe_images(shape[1:])
         if single and tuple(last_inputs[0].shape) == tuple(out.shape):
             z, p = keras.Model(inp, [last_inputs[0], out])(probe, training=False)
@@ -261,6 +263,24 @@ class LogitsModel(keras.Model):
 
     def call(self, inputs, training=False):
         return self._network(inputs, training=training)
+
+    def _traced(self, name, fn):
+        """A tf.function of this adapter, built once and kept with it (not tracked by Keras)."""
+        cache = self.__dict__.setdefault("_traced_fns", {})
+        if name not in cache:
+            cache[name] = tf.function(fn, reduce_retracing=True)
+        return cache[name]
+
+    def predicted_class(self, images):
+        """Top-1 classes (B,) int64 tensor of ``images`` (B, H, W, C) in [0, 1] (inference mode, traced once)."""
+        return self._traced("top1", lambda x: tf.argmax(self._network(x, training=False), -1))(
+            tf.convert_to_tensor(images, tf.float32))
+
+    def class_probability(self, images, classes):
+        """Softmax probability (B,) float32 tensor of ``classes`` (B,) int at ``images`` (traced once)."""
+        fn = self._traced("probability", lambda x, c: tf.gather(tf.nn.softmax(self._network(x, training=False)),
+                                                                c, batch_dims=1))
+        return fn(tf.convert_to_tensor(images, tf.float32), tf.cast(classes, tf.int32))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)

@@ -16,6 +16,11 @@ _ACTIVATION_LAYERS = ("ReLU", "Activation", "LeakyReLU", "ELU", "PReLU")
 _CONV_LAYERS = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D")
 
 
+def _name(model):
+    """The user's model's name (not the adapter's) for messages."""
+    return getattr(model, "classifier", model).name
+
+
 def _is_relu_layer(layer):
     if type(layer).__name__ == "ReLU":
         return True
@@ -35,7 +40,7 @@ def activation_layers(model):
     func = to_functional(model)
     names = [layer.name for layer in func.layers if _is_relu_layer(layer)]
     if not names:
-        raise ValueError(f"model {model.name!r} has no ReLU/ReLU6 layer; pass layer names explicitly")
+        raise ValueError(f"model {_name(model)!r} has no ReLU/ReLU6 layer; pass layer names explicitly")
     return names
 
 
@@ -64,7 +69,8 @@ def penultimate_conv_layer(model):
         elif kind in _ACTIVATION_LAYERS:
             best = layer.name
     if best is None and last_conv is None:
-        raise ValueError(f"model {model.name!r} has no convolutional feature map for Grad-CAM; pass layer= explicitly")
+        raise ValueError(f"model {_name(model)!r} has no convolutional feature map for Grad-CAM; pass layer= "
+                         "explicitly")
     return best or last_conv
 
 
@@ -115,6 +121,6 @@ def feature_model(model, layers):
         except ValueError:
             hint = ""
         raise ValueError(f"layers {missing} are not on the path from the input to the logits of "
-                         f"{model.name!r}{hint}")
+                         f"{_name(model)!r}{hint}")
     fm = keras.Model(net.inputs[0], [net.outputs[0]] + [tensors[n] for n in names], name=f"{model.name}_features")
     return fm, names

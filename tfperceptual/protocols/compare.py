@@ -28,12 +28,13 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..attacks import ATTACK_NAMES, ATTACKS, build_attack
+from ..attacks import ATTACKS, build_attack
 from ..evaluation.quality import fooling_rate, global_ssim, perturbation_norms
 from ..io_utils import atomic_write_json, atomic_write_text
 from .presets import DEFAULT_EPS_GRIDS
 from .report import compare_report, plot_fooling
-from .runner import ResultCache, as_float, batch_slices, check_dataset, fingerprint, predict_labels, supports_seed
+from .runner import (ResultCache, ZeroGradientLog, as_float, batch_slices, check_dataset, fingerprint,
+                     predict_labels, supports_seed)
 
 __all__ = ["run_sweep", "interpolate_at", "matched_table", "compare", "POINT_KEYS", "TIMING_KEYS"]
 
@@ -47,14 +48,18 @@ TIMING_KEYS = ("seconds", "images_per_second")
 def _attack_point(attack, images, clean_pred, batch_size):
     """Run ``attack`` over ``images`` batch by batch; keep per-image statistics only (bounded memory)."""
     stats = {k: [] for k in ("ssim", "global_ssim", "psnr", "adv_labels", "l2", "linf", "steps", "failed")}
+    zero = ZeroGradientLog()
     for s, e in batch_slices(len(images), batch_size):
         x = as_float(images[s:e])
-        res = attack(x, clean_pred[s:e])
+        with zero.quiet():
+            res = attack(x, clean_pred[s:e])
+        zero.add(s, res)
         norms = perturbation_norms(x, res.adversarial)
         for k, v in (("ssim", res.ssim), ("global_ssim", global_ssim(x, res.adversarial)), ("psnr", res.psnr),
                      ("adv_labels", res.adv_labels), ("l2", norms["l2"]), ("linf", norms["linf"]),
                      ("steps", res.steps), ("failed", res.failed)):
             stats[k].append(np.asarray(v))
+    zero.report(f"{attack.name} at ε = {attack.eps:g}")
     return {k: np.concatenate(v) for k, v in stats.items()}
 
 
@@ -69,7 +74,7 @@ def _point(name, eps, st, clean_pred, labels, seconds, extra):
             "seconds": seconds, "images_per_second": len(clean_pred) / max(seconds, 1e-9), **extra}
 
 
-def run_sweep(model, images, labels, attacks=ATTACK_NAMES, eps_grids=None, out_dir="runs/compare",
+def run_sweep(model, images, labels, attacks=None, eps_grids=None, out_dir="runs/compare",
               steps=50, batch_size=256, progress=True, pgap_solver="exact", seed=0, clean_pred=None):
     """Run each attack over its ε grid; return the list of sweep points (dicts, see :data:`POINT_KEYS`).
 
@@ -78,8 +83,9 @@ def run_sweep(model, images, labels, attacks=ATTACK_NAMES, eps_grids=None, out_d
         images: (N, H, W, C) float32 in [0, 1], or uint8 in 0..255 (converted
             batch by batch, which keeps memory low for ImageNet-size data).
         labels: (N,) ground truth.
-        attacks: registered attack names (:data:`tfperceptual.attacks.ATTACK_NAMES`).
-        eps_grids: {name: [ε, ...]}; defaults to :data:`~tfperceptual.protocols.presets.DEFAULT_EPS_GRIDS`.
+        attacks: registered attack names (default: every registered attack).
+        eps_grids: {name: [ε, ...]}; defaults to :data:`~tfperceptual.protocols.presets.DEFAULT_EPS_GRIDS`
+            (an attack without a default grid needs one here).
         out_dir: folder of the cache.
         steps: attack steps (≥ 1).
         batch_size: images per attack call; only per-image statistics are kept.
@@ -92,16 +98,18 @@ def run_sweep(model, images, labels, attacks=ATTACK_NAMES, eps_grids=None, out_d
         ValueError / TypeError: bad images or labels, an unknown attack, an empty ε grid.
     """
     labels = check_dataset(model, images, labels)
+    attacks = list(ATTACKS.names() if attacks is None else attacks)
     for a in attacks:
         if a not in ATTACKS:
-            raise ValueError(f"unknown attack {a!r}; choose from {ATTACK_NAMES}")
-    grids = {a: list((eps_grids or {}).get(a, DEFAULT_EPS_GRIDS[a])) for a in attacks}
+            raise ValueError(f"unknown attack {a!r}; choose from {ATTACKS.names()}")
+    grids = {a: list((eps_grids or {}).get(a) or DEFAULT_EPS_GRIDS.get(a) or []) for a in attacks}
     empty = [a for a, g in grids.items() if not g]
     if empty:
-        raise ValueError(f"empty ε grid for {empty}")
+        raise ValueError(f"no ε grid for {empty}: pass eps_grids={{name: [ε, ...]}}")
     if clean_pred is None:
         clean_pred = predict_labels(model, images, batch_size)
-    fp = fingerprint(model, images, {"steps": steps})
+    # the batch size is in the key: seeded attacks draw per batch, so other batches are other draws
+    fp = fingerprint(model, images, {"steps": steps, "batch_size": int(batch_size)})
     cache = ResultCache(Path(out_dir) / "cache")
     points = []
     bar = tqdm(total=sum(len(g) for g in grids.values()), desc="sweep", disable=not progress, unit="pt")
@@ -153,7 +161,7 @@ def matched_table(points, attacks, key, target):
     return {a: interpolate_at(points, a, key, target) for a in attacks}
 
 
-def compare(model, images, labels, attacks=ATTACK_NAMES, eps_grids=None, out_dir="runs/compare",
+def compare(model, images, labels, attacks=None, eps_grids=None, out_dir="runs/compare",
             ssim_target=0.85, psnr_target=25.0, steps=50, batch_size=256, data_name="custom",
             model_name="custom", progress=True, pgap_solver="exact", seed=0, paper=None):
     """Run the protocol and write ``results.json``, ``timings.json``, ``report.md`` and two PNG plots.
@@ -174,7 +182,7 @@ def compare(model, images, labels, attacks=ATTACK_NAMES, eps_grids=None, out_dir
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    attacks = list(attacks)
+    attacks = list(ATTACKS.names() if attacks is None else attacks)
     clean_pred = predict_labels(model, images, batch_size)
     points = run_sweep(model, images, labels, attacks, eps_grids, out, steps, batch_size, progress, pgap_solver,
                        seed, clean_pred)

@@ -22,14 +22,15 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..attacks import ATTACK_NAMES, ATTACKS, build_attack
+from ..attacks import ATTACKS, build_attack
 from ..evaluation.localization import DEFAULT_NOISE_THRESHOLDS, aggregate, noise_map, per_image_counts
 from ..evaluation.quality import ssim_map
 from ..explain.tfkerasvis import GradCAMPlusPlus
-from ..io_utils import atomic_write_json, atomic_write_text
-from .presets import EPS_GRIDS_BY_DATA, EPS_UNITS, LOCALIZE_TABLE_THRESHOLD
+from ..io_utils import atomic_write_json, atomic_write_text, digest
+from .presets import EPS_GRIDS_BY_DATA, LOCALIZE_TABLE_THRESHOLD, eps_unit
 from .report import LOCALIZE_METRICS, localize_report, plot_localize_curves, plot_localize_panels
-from .runner import ResultCache, as_float, batch_slices, check_dataset, fingerprint, predict_labels, supports_seed
+from .runner import (ResultCache, ZeroGradientLog, as_float, batch_slices, check_dataset, fingerprint,
+                     predict_labels, supports_seed)
 
 __all__ = ["calibrate_eps", "run_localize", "default_grid", "TABLE_THRESHOLD", "METRICS"]
 
@@ -141,14 +142,15 @@ def _build(run, name, eps0):
 def _localize_attack(run, name, fixed, grid):
     """Calibrate (or take ``fixed``) ε for one attack, attack every image and count; resumes from its
     checkpoint. Returns (result dict, panel tuple or None)."""
-    entry, partial = f"{name}_{run.fp}.json", f"{name}_{run.fp}.partial.npz"
+    # the entry records how ε was chosen: a fixed ε, or the calibration grid (a run with another choice is
+    # another result)
+    key = digest(run.fp, None if fixed is None else float(fixed), None if fixed is not None else list(grid))
+    entry, partial = f"{name}_{key}.json", f"{name}_{key}.partial.npz"
     cached = run.cache.read_json(entry, required=_RESULT_KEYS)
-    if cached is not None and (fixed is None or cached["eps"] == float(fixed)):
+    if cached is not None:
         return cached, None
     attack = _build(run, name, fixed if fixed is not None else grid[0])
     state = run.cache.read_npz(partial, required=_PARTIAL_KEYS) or {}
-    if state and fixed is not None and float(state["eps"]) != float(fixed):
-        state = {}
     if state:
         eps_a, tried = float(state["eps"]), json.loads(str(state["tried"]))
     elif fixed is not None:
@@ -165,9 +167,12 @@ def _localize_attack(run, name, fixed, grid):
         if state and "panel_pred" in state else None
     start = int(state["done"]) if state else 0
     slices = [(s, e) for s, e in batch_slices(len(run.images), run.batch_size, (run.n_calibration,)) if s >= start]
+    zero = ZeroGradientLog()
     for s, e in tqdm(slices, desc=name, leave=False, disable=not run.progress):
         x = as_float(run.images[s:e])
-        res = attack(x, run.clean[s:e])
+        with zero.quiet():
+            res = attack(x, run.clean[s:e])
+        zero.add(s, res)
         smap = ssim_map(x, res.adversarial)
         counts.append(per_image_counts(noise_map(smap), run.cams[s:e], run.thresholds, run.cam_threshold))
         fooled.append(res.adv_labels != run.clean[s:e])
@@ -179,11 +184,12 @@ def _localize_attack(run, name, fixed, grid):
                  if panel is not None else {})
         run.cache.write_npz(partial, eps=eps_a, tried=json.dumps(tried), done=e, counts=np.concatenate(counts),
                             fooled=np.concatenate(fooled), ssim=np.concatenate(ssim_mean), **extra)
+    zero.report(f"{name} at ε = {eps_a:g}")
     fooled = np.concatenate(fooled)
     metrics = aggregate(np.concatenate(counts), run.thresholds)
     n_cal = min(run.n_calibration, len(run.images))
     at_eps = [r for e, r in tried if e == eps_a]
-    result = {"attack": name, "eps": eps_a, "eps_unit": EPS_UNITS.get(name, ""), "calibration": tried,
+    result = {"attack": name, "eps": eps_a, "eps_unit": eps_unit(name), "calibration": tried,
               "calibration_rate": at_eps[-1] if at_eps else None,
               "fooling_rate_calibration_images": float(np.mean(fooled[:n_cal])),
               "fooling_rate": float(np.mean(fooled)), "mean_ssim": float(np.mean(np.concatenate(ssim_mean))),
@@ -224,7 +230,7 @@ def run_localize(model, images, labels=None, attacks=("fpgap", "pgap", "fgsm", "
     out = Path(out_dir)
     for a in attacks:
         if a not in ATTACKS:
-            raise ValueError(f"unknown attack {a!r}; choose from {ATTACK_NAMES}")
+            raise ValueError(f"unknown attack {a!r}; choose from {ATTACKS.names()}")
     if not 0.0 < float(target_fooling) <= 1.0:
         raise ValueError(f"target_fooling must lie in (0, 1], got {target_fooling}")
     if int(n_calibration) < 1:

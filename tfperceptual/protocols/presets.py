@@ -12,7 +12,7 @@ from ..models import zoo
 
 __all__ = ["DATASETS", "ZOO_MODELS", "DEFAULT_EPS_GRIDS", "EPS_GRIDS_BY_DATA", "EPS_UNITS", "PAPER_TABLES",
            "PAPER_TABLE_I", "PAPER_TABLE_1", "PAPER_TABLE_2", "PB_DEFAULTS", "BENCHMARKS", "BOX_BENCHMARKS",
-           "default_benchmarks", "eps_grid", "zoo_model", "LOCALIZE_TABLE_THRESHOLD"]
+           "default_benchmarks", "eps_grid", "eps_unit", "zoo_model", "LOCALIZE_TABLE_THRESHOLD"]
 
 #: datasets the commands know by name (``--data``); anything else must be an ``.npz`` file
 DATASETS = ("mnist", "mnist-test", "cifar10", "imagenet")
@@ -20,8 +20,13 @@ DATASETS = ("mnist", "mnist-test", "cifar10", "imagenet")
 #: the zoo model of each dataset family
 ZOO_MODELS = {"mnist": zoo.mnist_cnn, "cifar10": zoo.cifar10_cnn, "imagenet": zoo.imagenet_mobilenet}
 
-#: what ε means for each registered attack
+#: what ε means for each attack registered at import (:func:`eps_unit` reads the registry live)
 EPS_UNITS = {name: cls.eps_unit for name, cls in ATTACKS.items()}
+
+
+def eps_unit(name):
+    """What ε means for the registered attack ``name`` ("" for an unknown name)."""
+    return ATTACKS[name].eps_unit if name in ATTACKS else ""
 
 #: default ε sweeps for 28×28 greyscale images (MNIST); ℓ2 grids scale with √N
 DEFAULT_EPS_GRIDS = {

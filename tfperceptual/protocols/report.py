@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..io_utils import atomic_savefig
-from .presets import EPS_UNITS, LOCALIZE_TABLE_THRESHOLD, PAPER_TABLE_1, PAPER_TABLE_2, PAPER_TABLE_I
+from .presets import LOCALIZE_TABLE_THRESHOLD, PAPER_TABLE_1, PAPER_TABLE_2, PAPER_TABLE_I, eps_unit
 
 __all__ = ["fmt", "compare_report", "plot_fooling", "localize_report", "plot_localize_curves",
            "plot_localize_panels", "benchmark_report", "plot_benchmark", "LOCALIZE_METRICS"]
@@ -78,7 +78,7 @@ def compare_report(settings, points, rows, paper, seconds=None):
               "fooling rate (correct) | mean ℓ2 | mean ℓ∞ | mean steps | failed | images/s |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in points:
-        lines.append(f"| {p['attack']} | {p['eps']:g} | {EPS_UNITS.get(p['attack'], '')} | {p['mean_ssim']:.4f} "
+        lines.append(f"| {p['attack']} | {p['eps']:g} | {eps_unit(p['attack'])} | {p['mean_ssim']:.4f} "
                      f"| {p['mean_global_ssim']:.4f} | {p['mean_psnr']:.2f} | {p['fooling_rate']:.3f} "
                      f"| {fmt(p['fooling_rate_correct'])} | {p['mean_l2']:.3f} | {p['mean_linf']:.3f} "
                      f"| {p['mean_steps']:.2f} | {p['n_failed']} | {p['images_per_second']:.1f} |")

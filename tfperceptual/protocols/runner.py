@@ -11,18 +11,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import warnings
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
+from ..attacks.base import ZeroGradientWarning
 from ..io_utils import atomic_savez, atomic_write_json, digest, read_json, read_npz, weights_digest
 from ..models.adapter import as_logits_model, input_shape_of
 from ..validation import check_images, check_labels, check_positive_int
 
 __all__ = ["as_float", "batch_slices", "predict_labels", "check_dataset", "fingerprint", "ResultCache",
-           "supports_seed"]
+           "supports_seed", "ZeroGradientLog"]
 
 
 def as_float(batch):
@@ -39,18 +41,10 @@ def batch_slices(n, batch_size, boundaries=()):
     return [(s, min(s + batch_size, b)) for a, b in zip(cuts[:-1], cuts[1:]) for s in range(a, b, batch_size)]
 
 
-_PREDICT = {}
-
-
 def predict_labels(model, images, batch_size=256):
     """Top-1 labels (N,) int64 of ``model`` on ``images`` (N, H, W, C) float in [0, 1] or uint8, in batches."""
     lm = as_logits_model(model)
-    if _PREDICT.get("model") is not lm:
-        _PREDICT.clear()
-        _PREDICT.update(model=lm, fn=tf.function(lambda x: tf.argmax(lm(x, training=False), -1),
-                                                 reduce_retracing=True, autograph=False))
-    fn = _PREDICT["fn"]
-    out = [fn(tf.constant(as_float(images[s:e]))).numpy() for s, e in batch_slices(len(images), batch_size)]
+    out = [lm.predicted_class(as_float(images[s:e])).numpy() for s, e in batch_slices(len(images), batch_size)]
     return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
 
 
@@ -114,3 +108,41 @@ class ResultCache:
     def remove(self, name):
         """Delete an entry if present."""
         self.path(name).unlink(missing_ok=True)
+
+
+class ZeroGradientLog:
+    """Collects the images an attack could not move (zero input gradient) over the batches of one run and
+    warns once, with dataset indices, instead of once per batch with batch indices::
+
+        log = ZeroGradientLog()
+        with log.quiet():
+            res = attack(x[s:e], y[s:e])
+        log.add(s, res)
+        ...
+        log.report("pgd at ε = 0.1")
+    """
+
+    def __init__(self):
+        self.images = []
+
+    @staticmethod
+    @contextlib.contextmanager
+    def quiet():
+        """Silence the attack's per-batch :class:`~tfperceptual.attacks.ZeroGradientWarning`."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ZeroGradientWarning)
+            yield
+
+    def add(self, start, result):
+        """Record the images of a batch starting at dataset index ``start`` that did not move."""
+        zero = getattr(result, "zero_gradient", None)
+        if zero is not None:
+            self.images.extend((start + np.flatnonzero(zero)).tolist())
+
+    def report(self, what):
+        """One warning naming every recorded image (nothing if none)."""
+        if self.images:
+            more = f" and {len(self.images) - 10} more" if len(self.images) > 10 else ""
+            warnings.warn(f"{what}: the loss has a zero gradient with respect to the input at images "
+                          f"{self.images[:10]}{more} of the dataset: the attack could not move them",
+                          ZeroGradientWarning, stacklevel=3)

@@ -14,6 +14,7 @@ boxes).
 
 from __future__ import annotations
 
+import inspect
 import time
 from pathlib import Path
 
@@ -21,13 +22,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..evaluation import saliency_metrics as sm
-from ..explain import EXPLAINERS, build_explainer
+from ..explain import EXPLAINERS, GuidedPerceptualBall, NoPer, PerceptualBall, build_explainer, guided_saliency
 from ..image_ops import blur_saliency
 from ..io_utils import atomic_write_json, atomic_write_text, digest, read_json, weights_digest
 from ..validation import check_positive_int
 from .presets import BENCHMARKS, BOX_BENCHMARKS
 from .report import benchmark_report, plot_benchmark
-from .runner import ResultCache, as_float, batch_slices
+from .runner import ResultCache, as_float, batch_slices, supports_seed
 
 __all__ = ["run_benchmarks", "parse_methods", "paired_differences", "PB_METHODS", "BENCHMARKS", "METHOD_NAMES"]
 
@@ -65,7 +66,8 @@ def _spec(name, sigma):
 
 def _base(name):
     """The method whose raw maps a method uses: the guided ball shares the unguided ball's perturbation."""
-    return "perceptual_ball" if name == "perceptual_ball_guided" else name
+    cls = EXPLAINERS[name]
+    return "perceptual_ball" if isinstance(cls, type) and issubclass(cls, GuidedPerceptualBall) else name
 
 
 def _jsonable(pb_kwargs):
@@ -73,8 +75,13 @@ def _jsonable(pb_kwargs):
     return {k: (list(v) if isinstance(v, (range, tuple)) else v) for k, v in pb_kwargs.items()}
 
 
+def _takes(cls, option):
+    return option in inspect.signature(cls.__init__).parameters
+
+
 class _RawMaps:
-    """Raw (unblurred, unnormalised) maps of the base methods for one batch, by explainers built once."""
+    """Raw (unblurred, unnormalised) maps of the base methods for one batch, by explainers built once from
+    the registry; options are given by what each explainer class is and takes, not by its name."""
 
     def __init__(self, model, pb_kwargs, scorecam_max_n, seed):
         self.model, self.pb_kwargs, self.scorecam_max_n, self.seed = model, pb_kwargs, scorecam_max_n, seed
@@ -82,15 +89,17 @@ class _RawMaps:
 
     def options(self, base):
         """The explainer's options (also what its cached maps depend on)."""
-        if base == "perceptual_ball":
-            return dict(self.pb_kwargs)
-        if base == "noper":
-            return {k: v for k, v in self.pb_kwargs.items() if k not in ("layers", "lambda_perceptual")}
-        if base == "scorecam":
-            return {"max_N": self.scorecam_max_n}
-        if base == "smoothgrad":
-            return {"seed": self.seed}
-        return {}
+        cls = EXPLAINERS[base]
+        opts = {}
+        if isinstance(cls, type) and issubclass(cls, PerceptualBall):
+            opts = dict(self.pb_kwargs)
+            if issubclass(cls, NoPer):  # λ′ = 0 and no layers whatever is passed: not part of its key
+                opts = {k: v for k, v in opts.items() if k not in ("layers", "lambda_perceptual")}
+        if _takes(cls, "max_N"):
+            opts["max_N"] = self.scorecam_max_n
+        if supports_seed(cls):
+            opts["seed"] = self.seed
+        return opts
 
     def explainer(self, base):
         if base not in self._explainers:
@@ -98,25 +107,25 @@ class _RawMaps:
         return self._explainers[base]
 
     def compute(self, base, x, y):
-        """{"map": (B, H, W)} and, for the perceptual ball, its margins and "grad" (the guided variant's
-        normalised input-gradient map)."""
+        """{"map": (B, H, W)}; for perturbation methods their margins, and for the perceptual ball "grad" (the
+        guided variant's guide, :meth:`~tfperceptual.explain.PerceptualBall.input_gradient_map`)."""
         e = self.explainer(base)
-        if base not in ("perceptual_ball", "noper"):
-            return {"map": e.maps(x, y)}
-        ex = e.explain(x, y, sigma=0.0, guided=False)
-        out = {"map": ex.saliency, "margin": ex.margin, "initial_margin": ex.initial_margin}
-        if base == "perceptual_ball":
+        ex = e.explain(x, y)
+        out = {"map": ex.saliency}
+        if ex.margin is not None:
+            out.update(margin=ex.margin, initial_margin=ex.initial_margin)
+        if type(e) is PerceptualBall:
             out["grad"] = e.input_gradient_map(x, y)
         return out
 
 
 def _final_map(raw, name, sigma):
-    """Normalise to [0, 1], blur by σ (and for the guided variant multiply by the gradient map)."""
-    m = sm.normalise_maps(raw[_base(name)]["map"])
-    m = np.asarray(blur_saliency(m, sigma)) if sigma > 0 else m
-    if name == "perceptual_ball_guided":
-        m = m * raw["perceptual_ball"]["grad"]
-    return m.astype(np.float32)
+    """Normalise to [0, 1] and blur by σ; the guided variant: :func:`~tfperceptual.explain.guided_saliency`."""
+    base = _base(name)
+    if base != name:
+        return guided_saliency(raw[base]["map"], raw[base]["grad"], sigma)
+    m = sm.normalise_maps(raw[name]["map"])
+    return (np.asarray(blur_saliency(m, sigma)) if sigma > 0 else m).astype(np.float32)
 
 
 def _localisation(maps, boxes, loc_benchmarks):
