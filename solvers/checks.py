@@ -6,12 +6,13 @@ with a message that names the argument.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
 import numpy as np
 
-__all__ = ["check_real", "check_positive_int", "check_choice"]
+__all__ = ["check_real", "check_positive_int", "check_choice", "FixedOptions"]
 
 
 def check_real(value, name, low=None, high=None, low_inclusive=False, high_inclusive=False):
@@ -66,3 +67,38 @@ def check_choice(value, name, choices):
     if value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
     return value
+
+
+class FixedOptions:
+    """Mixin for objects whose options are read once, when a graph is traced: the names in ``_FIXED`` can be
+    assigned while the object is constructed (in any ``__init__`` of its class hierarchy) and raise
+    ``AttributeError`` afterwards, instead of being silently ignored by graphs traced before."""
+
+    _FIXED = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            cls.__init__ = _fixing_after(init)
+
+    def __setattr__(self, name, value):
+        if name in self._FIXED and self.__dict__.get("_options_fixed", False):
+            raise AttributeError(f"{name} is fixed when a {type(self).__name__} is built (a traced graph reads it "
+                                 "once); build a new one to change it")
+        super().__setattr__(name, value)
+
+
+def _fixing_after(init):
+    """Wrap an ``__init__`` so that the options are fixed when the outermost constructor returns."""
+    @functools.wraps(init)
+    def wrapped(self, *args, **kwargs):
+        depth = self.__dict__.get("_init_depth", 0)
+        object.__setattr__(self, "_init_depth", depth + 1)
+        try:
+            init(self, *args, **kwargs)
+        finally:
+            object.__setattr__(self, "_init_depth", depth)
+        if depth == 0:
+            object.__setattr__(self, "_options_fixed", True)
+    return wrapped

@@ -263,8 +263,11 @@ def _fixed_mean(gt, z, m, r, b0, b1, max_outer, max_inner, rtol, anchor=None):
         gap_lp = tf.reduce_sum(box_best - gs * yp, 1) - beta * (tf.reduce_sum(yp, 1) - msum)
         return tf.where(nf > 0, gap_lp, inf)
 
-    # the LP bound matters only where the ball is inactive (λ → 0); elsewhere the λ-bound is tight
-    gap_lp = tf.cond(tf.reduce_any(lp | ~(gap_lam < inf)), lp_bound, lambda: tf.fill(tf.shape(r), inf))
+    # the LP bound matters only where the ball is inactive (λ → 0); elsewhere the λ-bound is tight. It is
+    # used for exactly those rows, so that a row's certificate never depends on the other rows of the batch
+    needs_lp = lp | ~(gap_lam < inf)
+    gap_lp = tf.cond(tf.reduce_any(needs_lp), lp_bound, lambda: tf.fill(tf.shape(r), inf))
+    gap_lp = tf.where(needs_lp, gap_lp, inf)
     use_lp = gap_lp < gap_lam
     gap = tf.where(zero_g, tf.zeros_like(r), tf.minimum(gap_lam, gap_lp))
     lam_out = tf.where(use_lp, tf.zeros_like(lam), lam)

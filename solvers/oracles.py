@@ -25,12 +25,13 @@ Oracles here:
 from __future__ import annotations
 
 import abc
+import inspect
 from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
-from .checks import check_choice, check_positive_int, check_real
+from .checks import FixedOptions, check_choice, check_positive_int, check_real
 from .closed_form import closed_form_step
 from .exact import GAP_TOL, ExactResult, _solve_images
 from .qcqp_cvxpy import SolverError, solve_qcqp_batch
@@ -60,7 +61,7 @@ class OracleResult(NamedTuple):
     message: tf.Tensor
 
 
-class LinearOracle(abc.ABC):
+class LinearOracle(FixedOptions, abc.ABC):
     """Maximise g·y over a convex set C(x) anchored at each row x (abstract).
 
     Subclasses implement :meth:`maximize` on tensors of :attr:`dtype`.  ``graph_pure`` says whether it
@@ -76,6 +77,8 @@ class LinearOracle(abc.ABC):
 
     graph_pure = True
     respects_box = True
+    _FIXED = ("bounds", "channels", "dtype", "gap_tol", "box", "project_gradient", "solvers", "respects_box",
+              "graph_pure")
 
     def __init__(self, bounds=(0.0, 1.0), channels=1, dtype="float64"):
         b0 = check_real(bounds[0], "bounds[0]")
@@ -90,12 +93,17 @@ class LinearOracle(abc.ABC):
 
     @abc.abstractmethod
     def maximize(self, g, x, report=True) -> OracleResult:
-        """Maximiser of ``g·y`` over C(x) for rows ``g``, ``x`` of shape (B, N) and :attr:`dtype`; with
-        ``report=False`` the result's ``message`` is ``None``."""
+        """Maximiser of ``g·y`` over C(x) for rows ``g``, ``x`` of shape (B, N) and :attr:`dtype`.
+
+        ``report=False`` asks for no messages (``message`` may then be ``None``: a graph without string ops,
+        which XLA can compile); an oracle may leave the argument out of its signature and always report."""
 
     def __call__(self, g, x, report=True) -> OracleResult:
         """:meth:`maximize` after casting ``g`` and ``x`` to :attr:`dtype`."""
-        return self.maximize(tf.cast(g, self.dtype), tf.cast(x, self.dtype), report)
+        g, x = tf.cast(g, self.dtype), tf.cast(x, self.dtype)
+        if report or "report" not in inspect.signature(self.maximize).parameters:
+            return self.maximize(g, x)
+        return self.maximize(g, x, report=False)
 
 
 

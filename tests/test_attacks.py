@@ -270,3 +270,24 @@ def test_a_model_with_zero_input_gradient_warns_once_naming_the_images(mnist_bat
         res = FPGAP(model, eps=0.2, steps=3)(x[:3], y)
     assert len([w for w in record if issubclass(w.category, RuntimeWarning)]) == 1
     assert res.zero_gradient.all() and not res.success.any()
+
+
+def test_options_read_at_trace_time_are_fixed_after_construction(mnist_model):
+    """Assigning steps/loss/… after the loop was traced used to be ignored silently; now it raises, for the
+    attacks, their oracles and the perceptual ball (ε and ε1 stay assignable: they are variables)."""
+    from tfperceptual.explain import PerceptualBall
+
+    fp = FPGAP(mnist_model, eps=0.2, steps=3, box="clip")
+    for name, value in (("steps", 5), ("loss", "ce"), ("box", "restore"), ("bounds", (0, 2))):
+        with pytest.raises(AttributeError, match="fixed"):
+            setattr(fp, name, value)
+    with pytest.raises(AttributeError, match="fixed"):
+        fp.oracle.box = "restore"
+    fp.eps, fp.eps_luminance = 0.3, 0.1
+    assert (fp.eps, fp.eps_luminance) == (0.3, 0.1)
+    pb = PerceptualBall(mnist_model, layers=[0], lambda_perceptual=1.0, steps=2)
+    with pytest.raises(AttributeError, match="fixed"):
+        pb.lambda_perceptual = 5.0
+    pb.sigma = 2.0  # applied after the optimisation: free
+    with pytest.raises(ValueError, match="gap_tol"):
+        PGAP(mnist_model, eps=0.2, solver="cvxpy", gap_tol=1e-3)

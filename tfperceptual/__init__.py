@@ -18,7 +18,8 @@ __version__ = "0.2.0"
 #: public name → the module that defines it
 _EXPORTS = {
     # attacks
-    **dict.fromkeys(("Attack", "AttackResult", "PGAP", "FPGAP", "SSIMBallAttack", "PGAP_SOLVERS", "FoolboxAttack",
+    **dict.fromkeys(("Attack", "AttackResult", "ZeroGradientWarning", "PGAP", "FPGAP", "SSIMBallAttack",
+                     "PGAP_SOLVERS", "pgap_solvers", "FoolboxAttack",
                      "FOOLBOX_ATTACKS", "FGSM", "FGM", "PGD", "PGD_L2", "ATTACKS", "ATTACK_NAMES", "build_attack",
                      "register_attack", "LOSSES", "attack_loss", "margin"), "tfperceptual.attacks"),
     # explainers

@@ -326,16 +326,19 @@ def _layers(text, default):
     return [int(t) if t.lstrip("-").isdigit() else t for t in names]
 
 
-def _check_benchmark_layers(model, methods, layers, checkpoints):
+def _check_benchmark_layers(model, methods, layers, lambda_perceptual, checkpoints):
     """The layers the methods need exist in the model (before any time is spent): --layers for the perceptual
     ball, a convolutional feature map for the CAMs, --sanity-checkpoints among the layers with weights."""
     from .evaluation.saliency_metrics import kernel_layers
-    from .explain import EXPLAINERS, PerceptualBall
+    from .explain import EXPLAINERS, NoPer, PerceptualBall
     from .models import feature_model, penultimate_conv_layer
 
     names = {n for n, _ in methods}
-    balls = [n for n in names if isinstance(EXPLAINERS[n], type) and issubclass(EXPLAINERS[n], PerceptualBall)]
-    if any(n != "noper" for n in balls):
+    classes = [EXPLAINERS[n] for n in names if isinstance(EXPLAINERS[n], type)]
+    if any(issubclass(c, PerceptualBall) and not issubclass(c, NoPer) for c in classes):
+        if not layers and lambda_perceptual > 0:
+            raise UsageError("--layers", "no layer selected: the perceptual term needs at least one (or pass "
+                                         "--lambda-perceptual 0)")
         try:
             feature_model(model, layers)
         except (ValueError, TypeError) as e:
@@ -377,7 +380,8 @@ def _benchmark(args):
                  "lambda_pixel": args.lambda_pixel, "target": args.target, "steps": args.steps,
                  "batch_size": args.pb_batch_size, "max_evaluations": args.max_evaluations}
     checkpoints = args.sanity_checkpoints.split(",") if args.sanity_checkpoints else None
-    _check_benchmark_layers(model, methods, pb_kwargs["layers"], checkpoints if "sanity" in benches else None)
+    _check_benchmark_layers(model, methods, pb_kwargs["layers"], pb_kwargs["lambda_perceptual"],
+                            checkpoints if "sanity" in benches else None)
     run_benchmarks(model, x, y, boxes, methods=methods, benchmarks=benches, pb_kwargs=pb_kwargs,
                    n_steps=args.n_steps, insertion_blur=args.insertion_blur, batch_size=args.batch_size,
                    sanity_n=args.sanity_n, sanity_checkpoints=checkpoints, scorecam_max_n=args.scorecam_max_n,
@@ -496,7 +500,7 @@ def _benchmark_parser(sub, methods, benchmarks, blurs):
 
 def build_parser():
     """The argument parser (imports the registries, so TensorFlow: call after the quiet start-up)."""
-    from .attacks import PGAP_SOLVERS, attack_names
+    from .attacks import attack_names, pgap_solvers
     from .evaluation.saliency_metrics import INSERTION_BLURS
     from .protocols.presets import BENCHMARKS
     from .protocols.saliency_benchmark import METHOD_NAMES
@@ -505,7 +509,7 @@ def build_parser():
                                                  "explanations for Keras models.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     attacks = ",".join(attack_names())
-    _compare_parser(sub, attacks, PGAP_SOLVERS)
+    _compare_parser(sub, attacks, pgap_solvers())
     _localize_parser(sub, attacks)
     _benchmark_parser(sub, METHOD_NAMES, BENCHMARKS, INSERTION_BLURS)
     return p

@@ -4,13 +4,13 @@ Foolbox baselines, attack objectives and the registry (:data:`ATTACKS`, :func:`b
 from .base import Attack, AttackResult, ZeroGradientWarning
 from .objectives import LOSSES, attack_loss, margin
 from .registry import ATTACKS, attack_names, build_attack, register_attack
-from .ssim_ball import FPGAP, PGAP, PGAP_SOLVERS, SSIMBallAttack
+from .ssim_ball import FPGAP, PGAP, PGAP_SOLVERS, SSIMBallAttack, pgap_solvers
 from .foolbox import FGM, FGSM, FOOLBOX_ATTACKS, PGD, PGD_L2, FoolboxAttack  # noqa: E402,I001 (registration order)
 
 #: the built-in attack names, in the order of the comparison tables (a snapshot at import; attack_names()
 #: and ATTACKS are live and include attacks registered later)
 ATTACK_NAMES = attack_names()
 
-__all__ = ["Attack", "AttackResult", "ZeroGradientWarning", "SSIMBallAttack", "PGAP", "FPGAP", "PGAP_SOLVERS", "FoolboxAttack", "FGSM",
-           "FGM", "PGD", "PGD_L2", "FOOLBOX_ATTACKS", "ATTACKS", "ATTACK_NAMES", "attack_names", "build_attack",
-           "register_attack", "LOSSES", "attack_loss", "margin"]
+__all__ = ["Attack", "AttackResult", "ZeroGradientWarning", "SSIMBallAttack", "PGAP", "FPGAP", "PGAP_SOLVERS",
+           "pgap_solvers", "FoolboxAttack", "FGSM", "FGM", "PGD", "PGD_L2", "FOOLBOX_ATTACKS", "ATTACKS", "ATTACK_NAMES",
+           "attack_names", "build_attack", "register_attack", "LOSSES", "attack_loss", "margin"]

@@ -3,8 +3,9 @@
 
 * ``attack.perturb(x, labels, target=None) -> x_adv`` takes and returns ``tf.Tensor`` s and is
   *graph-pure*: callable inside ``tf.function`` and inside a Keras ``train_step`` (also one that Keras
-  compiles with XLA: the attack's own loop is a function that is not XLA-compiled), no NumPy, no Python
-  side effects, no retrace per call at a fixed shape (ε lives in a ``tf.Variable``).  Attacks that cannot
+  compiles with XLA, its default on accelerators: ``perturb`` runs on fixed shapes without string ops, and
+  XLA compiles it with the step), no NumPy, no Python side effects, no retrace per call at a fixed shape
+  (ε lives in a ``tf.Variable``).  Attacks that cannot
   offer it say so (``graph_pure = False``): Foolbox's raise ``NotImplementedError`` from ``perturb``.
 * ``attack(images, labels, target=None, *, metrics=True, return_iterates=False) -> AttackResult``
   validates the inputs, runs the attack batch by batch and fills the result; the image-quality metrics
@@ -27,6 +28,10 @@ from ..validation import check_images, check_labels, check_positive_int
 __all__ = ["Attack", "AttackResult", "ZeroGradientWarning"]
 
 
+_ssim = tf.function(image_ops.ssim, reduce_retracing=True)  # float32, as tf.image.ssim
+_psnr = tf.function(image_ops.psnr, reduce_retracing=True)  # float64 inside
+
+
 class ZeroGradientWarning(RuntimeWarning):
     """The loss has a zero gradient with respect to the input at some images: the attack cannot move them."""
 
@@ -40,8 +45,8 @@ class AttackResult:
             ``box="ignore"``).
         success: (B,) bool — label changed (untargeted) or target reached.
         steps: (B,) int — steps taken (0 when the clean image already succeeds).
-        ssim: (B,) float64 SSIM(original, adversarial) (:func:`tfperceptual.image_ops.ssim`), or ``None``
-            with ``metrics=False``; NaN for images smaller than 11 × 11.
+        ssim: (B,) float64 SSIM(original, adversarial) (:func:`tfperceptual.image_ops.ssim`, computed in
+            float32 like ``tf.image.ssim``), or ``None`` with ``metrics=False``; NaN for images smaller than 11 × 11.
         psnr: (B,) float64 PSNR in dB, or ``None`` with ``metrics=False``.
         adv_labels: (B,) int64 labels the model predicts on ``adversarial``.
         failed: (B,) bool — the step solver failed on this image; it keeps its last
@@ -175,10 +180,10 @@ class Attack(abc.ABC):
         adv = np.asarray(out["adversarial"], np.float32)
         quality = {"ssim": None, "psnr": None}
         if metrics:
-            x64, a64 = tf.constant(x, tf.float64), tf.constant(adv, tf.float64)
+            xt, at = tf.constant(x), tf.constant(adv)
             small = min(x.shape[1:3]) < len(image_ops.gaussian_window())
-            quality = {"ssim": np.full(len(x), np.nan) if small else image_ops.ssim(x64, a64).numpy(),
-                       "psnr": image_ops.psnr(x64, a64).numpy()}
+            quality = {"ssim": np.full(len(x), np.nan) if small else _ssim(xt, at).numpy().astype(np.float64),
+                       "psnr": _psnr(xt, at).numpy()}
         n = len(x)
         zero = out.get("zero_gradient")
         return AttackResult(adversarial=adv, success=np.asarray(out["success"], bool),

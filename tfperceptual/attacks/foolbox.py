@@ -76,6 +76,7 @@ class FoolboxAttack(Attack):
         steps = check_positive_int(steps, "steps")
         self.steps = steps if iterative else 1
         self.seed = None if seed is None else check_positive_int(seed, "seed", minimum=0)
+        self._random_start = iterative and kwargs.get("random_start", True)
         cls = getattr(fb.attacks, cls_name)
         if iterative and "rel_stepsize" not in kwargs and "abs_stepsize" not in kwargs:
             default_steps, default_rel = FOOLBOX_PGD_DEFAULTS[cls_name]
@@ -103,7 +104,7 @@ class FoolboxAttack(Attack):
     def _attack_batch(self, x, labels, target, return_iterates):
         import foolbox as fb
 
-        if self.seed is not None:
+        if self.seed is not None and self._random_start:  # FGSM/FGM draw nothing
             tf.random.set_seed(self._batch_seed(x, labels, target))
         xb, lb = tf.constant(x), tf.constant(labels)
         crit = lb if target is None else fb.criteria.TargetedMisclassification(tf.constant(target))

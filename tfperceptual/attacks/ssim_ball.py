@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from solvers.checks import FixedOptions
 from solvers.exact import GAP_TOL
-from solvers.oracles import ClosedFormSSIMOracle, CvxpySSIMOracle, ssim_ball_oracle
+from solvers.oracles import ClosedFormSSIMOracle, CvxpySSIMOracle, cvxpy_solver_names, ssim_ball_oracle
 
 from ..models.adapter import as_logits_model
 from ..validation import check_choice, check_positive_int, check_real
@@ -38,9 +39,15 @@ from .base import Attack
 from .objectives import LOSSES, attack_loss
 from .registry import register_attack
 
-__all__ = ["SSIMBallAttack", "PGAP", "FPGAP", "PGAP_SOLVERS"]
+__all__ = ["SSIMBallAttack", "PGAP", "FPGAP", "PGAP_SOLVERS", "pgap_solvers"]
 
-#: PGAP's step solvers (a CVXPY solver name also selects CVXPY with that solver)
+def pgap_solvers():
+    """PGAP's step solvers here: ``"exact"``, ``"cvxpy"`` and the installed CVXPY solvers of second-order cone
+    problems (a name selects CVXPY with that solver only)."""
+    return ("exact", "cvxpy", *cvxpy_solver_names())
+
+
+#: PGAP's step solvers with this project's dependencies (:func:`pgap_solvers` says what is installed)
 PGAP_SOLVERS = ("exact", "cvxpy", "ECOS", "CLARABEL")
 
 
@@ -52,7 +59,7 @@ def _eps_luminance(value):
     return check_real(value, "eps_luminance (S1 radius)", 0.0, 1.0, low_inclusive=True)
 
 
-class SSIMBallAttack(Attack):
+class SSIMBallAttack(Attack, FixedOptions):
     """The conditional-gradient loop of PGAP and FPGAP over an SSIM-ball :class:`solvers.LinearOracle`.
 
     Args:
@@ -80,17 +87,11 @@ class SSIMBallAttack(Attack):
         self.early_stop = bool(early_stop)
         self.graph_pure = oracle.graph_pure
         self._run = tf.function(self._run_impl, reduce_retracing=True)
-        self._frozen = True
 
-    #: options read when the loop is traced: fixed once the attack is built (ε and ε1 are variables instead)
+    #: options read when the loop is traced: fixed once the attack is built (ε and ε1 are variables instead
+    #: and can be assigned)
     _FIXED = ("steps", "loss", "confidence", "early_stop", "per_channel", "project_gradient", "box", "solver",
-              "gap_tol", "oracle", "model")
-
-    def __setattr__(self, name, value):
-        if name in self._FIXED and getattr(self, "_frozen", False):
-            raise AttributeError(f"{name} is fixed when a {type(self).__name__} is built (its graph reads it once); "
-                                 f"build a new attack to change it (eps and eps_luminance can be assigned)")
-        super().__setattr__(name, value)
+              "gap_tol", "oracle", "model", "bounds", "graph_pure")
 
     @staticmethod
     def _channels(model_shape, per_channel):
@@ -161,6 +162,8 @@ class SSIMBallAttack(Attack):
             lab_a, tgt_a, done_a = tf.gather(labels, idx), tf.gather(targets, idx), tf.gather(done, idx)
             g = self._loss_gradient(adv_a, lab_a, tgt_a, targeted)
             flat_g = tf.reshape(g, (tf.shape(idx)[0], -1))
+            if not compact:  # finished images get no direction: the oracle returns them at once
+                flat_g = tf.where(live[:, None], flat_g, tf.zeros_like(flat_g))
             step = oracle(flat_g, tf.gather(x0_rows, idx), report)
             new = tf.reshape(tf.cast(step.y, tf.float32), tf.shape(adv_a))
             if oracle.respects_box:  # float64 → float32 rounding may step a hair outside the box
@@ -172,7 +175,7 @@ class SSIMBallAttack(Attack):
             is_zero = tf.equal(k, 0) & tf.reduce_all(tf.equal(flat_g, 0.0), 1) & tf.logical_not(done_a) & live
             adv = tf.tensor_scatter_nd_update(adv, at, new)
             failed = tf.tensor_scatter_nd_update(failed, at, tf.where(live, tf.logical_not(ok), tf.gather(failed, idx)))
-            if report:
+            if report and step.message is not None:
                 messages = tf.tensor_scatter_nd_update(messages, at, tf.where(take | ~live, tf.gather(messages, idx),
                                                                               step.message))
             zero = tf.tensor_scatter_nd_update(zero, at, tf.gather(zero, idx) | is_zero)
@@ -191,7 +194,9 @@ class SSIMBallAttack(Attack):
         x = tf.cast(x, tf.float32)
         labels = tf.cast(labels, tf.int64)
         targets = labels if target is None else tf.cast(target, tf.int64)
-        return self._run(x, labels, targets, target is not None, False, False, False)["adversarial"]
+        # fixed shapes for XLA; an oracle that runs Python (CVXPY) cannot be compiled anyway and keeps the compact loop
+        compact = not self.oracle.graph_pure
+        return self._run(x, labels, targets, target is not None, False, False, compact)["adversarial"]
 
     def _attack_batch(self, x, labels, target, return_iterates):
         targeted = target is not None
@@ -267,6 +272,8 @@ class PGAP(SSIMBallAttack):
         model = as_logits_model(model)
         channels = self._channels(model.image_shape, per_channel)
         self.per_channel = bool(per_channel)
+        if gap_tol is not None and solver != "exact":
+            raise ValueError(f"gap_tol is an option of solver='exact' (the certificate), not of solver={solver!r}")
         self.gap_tol = check_real(GAP_TOL if gap_tol is None else gap_tol, "gap_tol", 0.0, None)
         if solver == "closed_form":
             raise ValueError("solver='closed_form' is FPGAP's step: use FPGAP")

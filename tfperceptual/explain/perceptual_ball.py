@@ -27,6 +27,8 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from solvers.checks import FixedOptions
+
 from ..image_ops import blur_saliency, normalise_maps
 from ..models.features import feature_model
 from ..models.logits import class_margin, class_score
@@ -52,12 +54,13 @@ def guided_saliency(saliency, guide, sigma=0.0):
     [0, 1] per image, blurred by ``sigma`` pixels, times the guide (:meth:`PerceptualBall.input_gradient_map`).
     (B, H, W) and (B, H, W) → (B, H, W) float32 NumPy. The one definition: the explainer and the benchmark
     runner both use it."""
-    m = normalise_maps(tf.constant(np.asarray(saliency, np.float64)))
-    return (np.asarray(blur_saliency(m, sigma)) * np.asarray(guide, np.float32)).astype(np.float32)
+    m = normalise_maps(tf.constant(np.asarray(saliency, np.float64))).numpy()
+    m = np.asarray(blur_saliency(m, sigma)) if sigma > 0 else m
+    return (m * np.asarray(guide, np.float32)).astype(np.float32)
 
 
 @register_explainer("perceptual_ball")
-class PerceptualBall(Explainer):
+class PerceptualBall(Explainer, FixedOptions):
     """Perceptual-ball explainer (Elliott et al., CVPR 2021, Eq. 5) for a Keras classifier.
 
     Args:
@@ -111,18 +114,11 @@ class PerceptualBall(Explainer):
         self.num_correction_pairs = check_positive_int(num_correction_pairs, "num_correction_pairs")
         self._solve = tf.function(self._solve_impl, reduce_retracing=True)
         self._grad = tf.function(self._input_gradient, reduce_retracing=True)
-        self._frozen = True
 
     #: read when the optimisation is traced: fixed once the explainer is built (``sigma`` and ``guided`` are
     #: applied after it and can be changed)
     _FIXED = ("layers", "fm", "lambda_perceptual", "lambda_pixel", "target", "steps", "multilabel", "optimizer",
               "learning_rate", "num_correction_pairs", "max_evaluations", "model")
-
-    def __setattr__(self, name, value):
-        if name in self._FIXED and getattr(self, "_frozen", False):
-            raise AttributeError(f"{name} is fixed when a {type(self).__name__} is built (its graph reads it once); "
-                                 "build a new explainer to change it")
-        super().__setattr__(name, value)
 
     # -- the objective ---------------------------------------------------------------------------
     def _forward(self, x):

@@ -30,6 +30,7 @@ respect to the input (:class:`NotDifferentiableError` otherwise).  ``LogitsModel
 
 from __future__ import annotations
 
+import collections
 import warnings
 import weakref
 
@@ -271,16 +272,31 @@ class LogitsModel(keras.Model):
             cache[name] = tf.function(fn, reduce_retracing=True)
         return cache[name]
 
+    @staticmethod
+    def _pixels(images):
+        x = tf.convert_to_tensor(images)
+        if not x.dtype.is_floating:
+            raise TypeError(f"images must be float pixels in [0, 1], got dtype {x.dtype.name} (divide uint8 by 255)")
+        return tf.cast(x, tf.float32)
+
     def predicted_class(self, images):
-        """Top-1 classes (B,) int64 tensor of ``images`` (B, H, W, C) in [0, 1] (inference mode, traced once)."""
-        return self._traced("top1", lambda x: tf.argmax(self._network(x, training=False), -1))(
-            tf.convert_to_tensor(images, tf.float32))
+        """Top-1 classes (B,) int64 tensor of ``images`` (B, H, W, C) float in [0, 1] (inference mode, traced
+        once per adapter).
+
+        Raises:
+            TypeError: images that are not floating point.
+        """
+        return self._traced("top1", lambda x: tf.argmax(self._network(x, training=False), -1))(self._pixels(images))
 
     def class_probability(self, images, classes):
-        """Softmax probability (B,) float32 tensor of ``classes`` (B,) int at ``images`` (traced once)."""
+        """Softmax probability (B,) float32 tensor of ``classes`` (B,) int at ``images`` (traced once).
+
+        Raises:
+            TypeError: images that are not floating point.
+        """
         fn = self._traced("probability", lambda x, c: tf.gather(tf.nn.softmax(self._network(x, training=False)),
                                                                 c, batch_dims=1))
-        return fn(tf.convert_to_tensor(images, tf.float32), tf.cast(classes, tf.int32))
+        return fn(self._pixels(images), tf.cast(classes, tf.int32))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
@@ -319,4 +335,10 @@ def as_logits_model(model, head="auto", input_shape=None) -> LogitsModel:
     if cached is None or cached.classifier is not model:
         cached = LogitsModel(model, head=head, input_shape=input_shape)
         _CACHE[key] = cached
+    _RECENT.append(cached)  # the last few stay alive (and traced) between calls that hold no reference
     return cached
+
+
+#: strong references to the most recently used adapters: a protocol that calls as_logits_model per batch
+#: does not re-probe and retrace whenever the garbage collector happens to run in between
+_RECENT = collections.deque(maxlen=4)

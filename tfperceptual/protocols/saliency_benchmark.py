@@ -92,7 +92,8 @@ class _RawMaps:
         cls = EXPLAINERS[base]
         opts = {}
         if isinstance(cls, type) and issubclass(cls, PerceptualBall):
-            opts = dict(self.pb_kwargs)
+            # the raw map is the unblurred, unguided perturbation size: σ and guiding are the runner's
+            opts = {k: v for k, v in self.pb_kwargs.items() if k not in ("sigma", "guided")}
             if issubclass(cls, NoPer):  # λ′ = 0 and no layers whatever is passed: not part of its key
                 opts = {k: v for k, v in opts.items() if k not in ("layers", "lambda_perceptual")}
         if _takes(cls, "max_N"):
@@ -110,7 +111,7 @@ class _RawMaps:
         """{"map": (B, H, W)}; for perturbation methods their margins, and for the perceptual ball "grad" (the
         guided variant's guide, :meth:`~tfperceptual.explain.PerceptualBall.input_gradient_map`)."""
         e = self.explainer(base)
-        ex = e.explain(x, y)
+        ex = e.explain(x, y, sigma=0.0, guided=False) if isinstance(e, PerceptualBall) else e.explain(x, y)
         out = {"map": ex.saliency}
         if ex.margin is not None:
             out.update(margin=ex.margin, initial_margin=ex.initial_margin)
