@@ -114,6 +114,12 @@ class ExactResult:
     iterations: tf.Tensor
     ok: tf.Tensor
 
+    @classmethod
+    def from_solution(cls, r):
+        """From the dict of :func:`_solve_images` (the dual bound is primal + gap)."""
+        return cls(y=r["y"], primal=r["primal"], dual=r["primal"] + r["gap"], gap=r["gap"], rel_gap=r["rel_gap"],
+                   violation=r["violation"], iterations=r["iterations"], ok=r["ok"])
+
 
 # ----------------------------------------------------------------------------- knapsack
 def _theta(v, msum, b0, b1, theta0, max_iter):
@@ -406,5 +412,4 @@ def solve_exact(g, x, eps2, eps1=0.0, bounds=(0.0, 1.0), channels=1, dtype=tf.fl
     r = _solve_images(g, x, tf.constant(eps2, dtype), tf.constant(eps1, dtype), tf.constant(bounds[0], dtype),
                       tf.constant(bounds[1], dtype), tf.constant(gap_tol, dtype), channels, max_outer, max_inner,
                       max_mean)
-    return ExactResult(y=r["y"], primal=r["primal"], dual=r["primal"] + r["gap"], gap=r["gap"],
-                       rel_gap=r["rel_gap"], violation=r["violation"], iterations=r["iterations"], ok=r["ok"])
+    return ExactResult.from_solution(r)

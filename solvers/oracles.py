@@ -35,7 +35,7 @@ from .checks import FixedOptions, check_choice, check_positive_int, check_real
 from .closed_form import closed_form_step
 from .exact import GAP_TOL, ExactResult, _solve_images
 from .qcqp_cvxpy import SolverError, solve_qcqp_batch
-from .rows import from_rows, merge_channels, split_channels, to_rows
+from .rows import from_rows, to_rows
 from .ssim_ball import check_eps
 
 __all__ = ["OracleResult", "LinearOracle", "SSIMBallOracle", "ExactSSIMOracle", "ClosedFormSSIMOracle",
@@ -245,29 +245,26 @@ class CvxpySSIMOracle(SSIMBallOracle):
                                  f"({', '.join(known)}), got {bad}")
             self.solvers = tuple(s.upper() for s in names)
 
-    def solve_numpy(self, g, x, eps2=None, eps1=None):
-        """NumPy rows (B, N) float64 → ``(y, ok, messages)``; rows that failed keep ``x`` in ``y``.
-        ``eps2``, ``eps1`` default to the oracle's radii."""
-        c = self.channels
-        eps2 = self.eps2 if eps2 is None else float(eps2)
-        eps1 = self.eps1 if eps1 is None else float(eps1)
-        res = solve_qcqp_batch(split_channels(g, c), split_channels(x, c), eps2, eps1, self.bounds,
-                               solver=self.solvers)
-        ok = res.ok.reshape(-1, c).all(1)
-        y = merge_channels(np.where(res.ok[:, None], res.y, split_channels(x, c)), c)
-        messages = ["" if ok[i] else "solver failed: " + "; ".join(m for m in res.messages[i * c:(i + 1) * c] if m)
-                    for i in range(len(ok))]
-        return y, ok, messages
+    def _solve_rows(self, g, x, eps2, eps1):
+        """NumPy callback: one QCQP per row (one channel of one image) → ``(y, ok, message)``; a row that
+        failed keeps ``x`` in ``y``. The radii are the variables' values when the graph runs."""
+        res = solve_qcqp_batch(g, x, float(eps2), float(eps1), self.bounds, solver=self.solvers)
+        y = np.where(res.ok[:, None], res.y, x)
+        return y, res.ok, np.asarray(res.messages, dtype=object).astype(bytes)
 
     def maximize(self, g, x, report=True) -> OracleResult:
-        def run(g_np, x_np, eps2, eps1):  # the radii as the variables hold them when the graph runs
-            y, ok, messages = self.solve_numpy(g_np, x_np, eps2, eps1)
-            return y, ok, np.asarray(messages, dtype=object).astype(bytes)
-
-        y, ok, message = tf.numpy_function(run, [g, x, *self._radii()], [tf.float64, tf.bool, tf.string],
-                                           stateful=True)
-        y = tf.ensure_shape(y, g.shape)
-        return OracleResult(y, tf.ensure_shape(ok, g.shape[:1]), tf.ensure_shape(message, g.shape[:1]) if report else None)
+        c = self.channels
+        g_rows, x_rows = to_rows(g, c), to_rows(x, c)  # channels split in TF; the callback sees rows only
+        y, ok, message = tf.numpy_function(self._solve_rows, [g_rows, x_rows, *self._radii()],
+                                           [tf.float64, tf.bool, tf.string], stateful=True)
+        y = from_rows(tf.reshape(y, tf.shape(g_rows)), c)
+        y.set_shape(g.shape)
+        ok_rows = tf.reshape(ok, (-1, c))
+        ok = tf.ensure_shape(tf.reduce_all(ok_rows, 1), g.shape[:1])
+        if not report:
+            return OracleResult(y, ok, None)
+        joined = tf.strings.reduce_join(tf.where(ok_rows, "", tf.reshape(message, (-1, c))), axis=1, separator=" ")
+        return OracleResult(y, ok, tf.where(ok, "", tf.strings.join(["solver failed: ", tf.strings.strip(joined)])))
 
 
 def ssim_ball_oracle(method, eps2, eps1=0.0, bounds=(0.0, 1.0), channels=1, solver=None, gap_tol=None,
@@ -393,9 +390,7 @@ def maximize_linear_over_ssim_ball(g, x, eps2, eps1=0.0, bounds=(0.0, 1.0), meth
     oracle = ssim_ball_oracle(method, eps2, eps1, bounds, channels, solver=solver, gap_tol=gap_tol, dtype=dtype,
                               project_gradient=project_gradient, box=box)
     if method == "exact":
-        r = oracle.certify(tf.constant(g), tf.constant(x))
-        res = ExactResult(y=r["y"], primal=r["primal"], dual=r["primal"] + r["gap"], gap=r["gap"],
-                          rel_gap=r["rel_gap"], violation=r["violation"], iterations=r["iterations"], ok=r["ok"])
+        res = ExactResult.from_solution(oracle.certify(tf.constant(g), tf.constant(x)))
         y = res.y.numpy().astype(np.float64)
         ok = res.ok.numpy()
         if not ok.all():
@@ -407,7 +402,8 @@ def maximize_linear_over_ssim_ball(g, x, eps2, eps1=0.0, bounds=(0.0, 1.0), meth
         return (y, res) if return_certificate else y
     if method == "closed_form":
         return oracle(tf.constant(g), tf.constant(x)).y.numpy()
-    y, ok, messages = oracle.solve_numpy(g, x)
+    r = oracle(tf.constant(g), tf.constant(x))
+    y, ok, messages = r.y.numpy(), r.ok.numpy(), [m.decode() for m in r.message.numpy()]
     if not ok.all():
         bad = np.flatnonzero(~ok).tolist()
         raise SolverError(f"SSIM-ball QCQP failed for rows {bad}: " + " | ".join(messages[i] for i in bad[:3]),

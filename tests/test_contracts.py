@@ -74,6 +74,13 @@ def data(models):
     return x, y
 
 
+def _bad_images(x):
+    """(images, the error they must raise): a single image, uint8, out of [0, 1], NaN, Inf, wrong channels."""
+    return ((x[0], ValueError), ((x * 255).astype(np.uint8), TypeError), (x * 2, ValueError),
+            (np.where(x > 0.5, np.nan, x), ValueError), (np.where(x > 0.5, np.inf, x), ValueError),
+            (x[..., :1], ValueError))
+
+
 def test_every_registered_method_has_contract_options():
     assert set(ATTACKS) <= set(ATTACK_OPTIONS), set(ATTACKS) - set(ATTACK_OPTIONS)
     assert set(EXPLAINERS) <= set(EXPLAINER_OPTIONS), set(EXPLAINERS) - set(EXPLAINER_OPTIONS)
@@ -106,8 +113,7 @@ def test_attack_batch_of_one_metrics_off_and_bad_input(name, models, data):
     attack = ATTACKS[name](models["sequential_dense_softmax"], **ATTACK_OPTIONS[name])
     one = attack(x[:1], y[:1], metrics=False)
     assert one.adversarial.shape == (1, *SHAPE) and one.ssim is None and one.psnr is None
-    for bad, exc in ((x[0], ValueError), ((x * 255).astype(np.uint8), TypeError), (x * 2, ValueError),
-                     (np.where(x > 0.5, np.nan, x), ValueError), (x[..., :1], ValueError)):
+    for bad, exc in _bad_images(x):
         with pytest.raises(exc):
             attack(bad, y)
     for labels in (y[:-1], y + K, y.astype(np.float32) + 0.5):
@@ -210,8 +216,7 @@ def test_explainer_batch_of_one_default_labels_and_bad_input(name, models, data)
     explainer = EXPLAINERS[name](models["sequential_logits"], **EXPLAINER_OPTIONS[name])
     one = explainer.explain(x[:1])  # labels default to the prediction
     assert one.saliency.shape == (1, *SHAPE[:2]) and one.labels.tolist() == y[:1].tolist()
-    for bad, exc in ((x[0], ValueError), ((x * 255).astype(np.uint8), TypeError), (x * 2, ValueError),
-                     (np.where(x > 0.5, np.inf, x), ValueError)):
+    for bad, exc in _bad_images(x):
         with pytest.raises(exc):
             explainer.explain(bad, y)
     with pytest.raises(ValueError):

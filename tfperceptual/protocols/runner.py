@@ -24,7 +24,7 @@ from ..models.adapter import as_logits_model, input_shape_of
 from ..validation import check_images, check_labels, check_positive_int
 
 __all__ = ["as_float", "batch_slices", "predict_labels", "check_dataset", "fingerprint", "ResultCache",
-           "supports_seed", "ZeroGradientLog"]
+           "supports_seed", "takes_option", "ZeroGradientLog"]
 
 
 def as_float(batch):
@@ -69,9 +69,14 @@ def fingerprint(model, images, settings):
     return digest(weights_digest(model), np.asarray(images), settings)
 
 
+def takes_option(cls, option):
+    """Whether an attack or explainer class (or factory) takes the keyword ``option``."""
+    return option in inspect.signature(cls.__init__ if isinstance(cls, type) else cls).parameters
+
+
 def supports_seed(cls):
     """Whether an attack or explainer class takes ``seed=`` (it draws random numbers)."""
-    return "seed" in inspect.signature(cls.__init__).parameters
+    return takes_option(cls, "seed")
 
 
 class ResultCache:

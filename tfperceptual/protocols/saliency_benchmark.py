@@ -14,7 +14,6 @@ boxes).
 
 from __future__ import annotations
 
-import inspect
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from ..io_utils import atomic_write_json, atomic_write_text, digest, read_json, 
 from ..validation import check_positive_int
 from .presets import BENCHMARKS, BOX_BENCHMARKS
 from .report import benchmark_report, plot_benchmark
-from .runner import ResultCache, as_float, batch_slices, supports_seed
+from .runner import ResultCache, as_float, batch_slices, supports_seed, takes_option
 
 __all__ = ["run_benchmarks", "parse_methods", "paired_differences", "PB_METHODS", "BENCHMARKS", "METHOD_NAMES"]
 
@@ -75,10 +74,6 @@ def _jsonable(pb_kwargs):
     return {k: (list(v) if isinstance(v, (range, tuple)) else v) for k, v in pb_kwargs.items()}
 
 
-def _takes(cls, option):
-    return option in inspect.signature(cls.__init__).parameters
-
-
 class _RawMaps:
     """Raw (unblurred, unnormalised) maps of the base methods for one batch, by explainers built once from
     the registry; options are given by what each explainer class is and takes, not by its name."""
@@ -96,7 +91,7 @@ class _RawMaps:
             opts = {k: v for k, v in self.pb_kwargs.items() if k not in ("sigma", "guided")}
             if issubclass(cls, NoPer):  # λ′ = 0 and no layers whatever is passed: not part of its key
                 opts = {k: v for k, v in opts.items() if k not in ("layers", "lambda_perceptual")}
-        if _takes(cls, "max_N"):
+        if takes_option(cls, "max_N"):
             opts["max_N"] = self.scorecam_max_n
         if supports_seed(cls):
             opts["seed"] = self.seed
@@ -188,13 +183,17 @@ class _Benchmark:
             self.cache.write_npz(entry, seconds=dt, **{k: np.asarray(v) for k, v in raw[base].items()})
         return raw
 
-    def metrics(self, x, y, boxes, raw, name, sigma, bdig):
+    def boxes_digest(self, boxes):
+        """The digest a batch's localisation results record (``None`` without boxes or localisation)."""
+        if boxes is None or not self.loc_benchmarks:
+            return None
+        return digest(*[np.asarray(b, np.float64).reshape(-1, 4) for b in boxes])
+
+    def metrics(self, x, y, boxes, bxd, raw, name, sigma, bdig):
         """One method's per-image metrics of one batch, and its final map if it was computed."""
         # localisation depends on the boxes, which the key leaves out (a box fix must not redo
-        # deletion/insertion, the costly part): the file records the boxes' digest, and localisation is
-        # redone when it differs or is missing
-        bxd = digest(*[np.asarray(b, np.float64).reshape(-1, 4) for b in boxes]) \
-            if boxes is not None and self.loc_benchmarks else None
+        # deletion/insertion, the costly part): the file records the boxes' digest ``bxd``, and localisation
+        # is redone when it differs or is missing
         entry = f"metrics_{_spec(name, sigma)}_{self.key(self.metric_settings(name, sigma), bdig)}.npz"
         cached = self.cache.read_npz(entry, required=("seconds",))
         m = None
@@ -297,8 +296,9 @@ def run_benchmarks(model, images, labels, boxes=None, methods=(("perceptual_ball
         bx = None if boxes is None else boxes[s:e]
         bdig = digest(np.ascontiguousarray(x, np.float32), np.asarray(y, np.int64), length=64)
         raw = bench.raw(x, y, bdig)
+        bxd = bench.boxes_digest(bx)
         for (name, sigma), spec in zip(methods, specs):
-            res, m = bench.metrics(x, y, bx, raw, name, sigma, bdig)
+            res, m = bench.metrics(x, y, bx, bxd, raw, name, sigma, bdig)
             for k, v in res.items():
                 per_image[spec].setdefault(k, []).append(v)
             if s == 0:
