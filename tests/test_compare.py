@@ -18,10 +18,15 @@ def test_compare_cli_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
     res = json.loads((out / "results.json").read_text())
     assert {p["attack"] for p in res["points"]} == {"fpgap", "pgap", "fgsm", "fgm", "pgd", "pgd_l2"}
     assert len(res["points"]) == 13
+    acc = res["settings"]["clean_accuracy"]
     for p in res["points"]:
         assert 0 <= p["fooling_rate"] <= 1 and 0 < p["mean_ssim"] <= 1 and p["n"] == 12
+        # an image still classified as its true label after the attack was either not fooled or was wrong before
+        assert p["robust_accuracy"] <= min(acc, 1 - p["fooling_rate"] + (1 - acc)) + 1e-9
+    strong = [p for p in res["points"] if p["fooling_rate"] == 1.0]
+    assert all(p["robust_accuracy"] == 0.0 for p in strong)
     report = (out / "report.md").read_text()
-    assert "Table II" in report and "Table III" in report and "| paper (" in report
+    assert "Table II" in report and "Table III" in report and "| paper (" in report and "robust accuracy" in report
     assert (out / "fooling_vs_ssim.png").stat().st_size > 1000
     assert (out / "fooling_vs_psnr.png").stat().st_size > 1000
     # second run: every point comes from the cache, no attack is built

@@ -17,7 +17,9 @@ K = 5
 
 #: options that keep each method quick; a newly registered method must be added here (the test fails otherwise)
 ATTACK_OPTIONS = {"fpgap": dict(eps=0.2, steps=3), "pgap": dict(eps=0.2, steps=3), "fgsm": dict(eps=0.05),
-                  "fgm": dict(eps=0.5), "pgd": dict(eps=0.05, steps=3, seed=0), "pgd_l2": dict(eps=0.5, steps=3, seed=0)}
+                  "fgm": dict(eps=0.5), "pgd": dict(eps=0.05, steps=3, seed=0), "pgd_l2": dict(eps=0.5, steps=3, seed=0),
+                  "linf_pgd": dict(eps=0.05, steps=3, seed=0), "l2_pgd": dict(eps=0.5, steps=3, seed=0),
+                  "fgsm_rs": dict(eps=0.05, seed=0)}
 EXPLAINER_OPTIONS = {"perceptual_ball": dict(layers=[0], lambda_perceptual=1.0, steps=3),
                      "perceptual_ball_guided": dict(layers=[0], lambda_perceptual=1.0, steps=3),
                      "noper": dict(steps=3), "saliency": {}, "smoothgrad": dict(samples=2, seed=0), "gradcam": {},

@@ -19,9 +19,11 @@ __version__ = "0.2.0"
 _EXPORTS = {
     # attacks
     **dict.fromkeys(("Attack", "AttackResult", "ZeroGradientWarning", "PGAP", "FPGAP", "SSIMBallAttack",
-                     "PGAP_SOLVERS", "pgap_solvers", "FoolboxAttack",
+                     "PGAP_SOLVERS", "pgap_solvers", "NormBallPGD", "LinfPGD", "L2PGD", "RandomStartFGSM", "FoolboxAttack",
                      "FOOLBOX_ATTACKS", "FGSM", "FGM", "PGD", "PGD_L2", "ATTACKS", "ATTACK_NAMES", "build_attack",
-                     "register_attack", "LOSSES", "attack_loss", "margin"), "tfperceptual.attacks"),
+                     "register_attack", "LOSSES", "PGD_LOSSES", "attack_loss", "margin"), "tfperceptual.attacks"),
+    # training
+    **dict.fromkeys(("AdversarialTraining",), "tfperceptual.training"),
     # explainers
     **dict.fromkeys(("Explainer", "Explanation", "EXPLAINERS", "build_explainer", "register_explainer",
                      "PerceptualBall", "NoPer", "GuidedPerceptualBall", "perturbation_saliency", "Saliency",

@@ -413,7 +413,7 @@ def _common(p, out):
     p.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
 
 
-def _compare_parser(sub, attacks, solvers):
+def _compare_parser(sub, attacks, registered, solvers):
     c = sub.add_parser("compare", formatter_class=_FMT,
                        help="ε sweeps of all attacks; fooling rate at matched SSIM and PSNR",
                        description="Paper's Sec. V-C protocol: sweep each attack's ε, report the fooling rate "
@@ -425,7 +425,8 @@ def _compare_parser(sub, attacks, solvers):
                         "$TFPERCEPTUAL_DATA when --n > 1000), 'mnist-test', 'cifar10' (test set), 'imagenet' "
                         "(the 1,300 validation images), or an .npz with arrays images (N, H, W, C) and labels (N,)")
     c.add_argument("--n", type=_int(1), default=1000, help="number of images (the first N)")
-    c.add_argument("--attacks", default=attacks, help=f"comma-separated subset of {attacks}")
+    c.add_argument("--attacks", default=attacks, help=f"comma-separated attacks of {registered} (default: the "
+                                                      f"paper's {attacks})")
     c.add_argument("--eps", default="", help="ε grids, e.g. 'fpgap=0.1,0.2;fgsm=0.05,0.1' (others: the data's grid)")
     c.add_argument("--ssim-target", type=_float(0, 1, low_open=True), default=None,
                    help="matched average SSIM (default: the paper's, 0.85 / 0.998 / 0.998)")
@@ -438,7 +439,7 @@ def _compare_parser(sub, attacks, solvers):
     _common(c, "runs/compare")
 
 
-def _localize_parser(sub, attacks):
+def _localize_parser(sub, attacks, registered):
     lo = sub.add_parser("localize", formatter_class=_FMT,
                         help="where perturbations land: SSIM maps against Grad-CAM++ (Table I, Fig. 5)",
                         description="Paper's Sec. V-A/B: each attack calibrated to a fooling rate ≈ 1, then "
@@ -446,7 +447,8 @@ def _localize_parser(sub, attacks):
                                     "(1 − SSIM > t) against the Grad-CAM++ region (CAM > 0.75).")
     lo.add_argument("--data", default="mnist", help="mnist | mnist-test | cifar10 | imagenet | PATH.npz (with --model)")
     lo.add_argument("--model", default=None, help="a .keras model taking pixels in [0, 1] (default: the zoo model)")
-    lo.add_argument("--attacks", default=attacks, help=f"comma-separated subset of {attacks}")
+    lo.add_argument("--attacks", default=attacks, help=f"comma-separated attacks of {registered} (default: the "
+                                                       f"paper's {attacks})")
     lo.add_argument("--eps", default="", help="fixed ε per attack, e.g. 'fpgap=0.3;fgsm=0.1' (others: calibrated)")
     lo.add_argument("--n", type=_int(1), default=100, help="number of images (the first N)")
     lo.add_argument("--n-calibration", type=_int(1), default=100, help="images (the first ones) used to calibrate ε")
@@ -508,9 +510,10 @@ def build_parser():
     p = _Parser(prog="tfperceptual", description="Perceptually constrained adversarial perturbations and "
                                                  "explanations for Keras models.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    attacks = ",".join(attack_names())
-    _compare_parser(sub, attacks, pgap_solvers())
-    _localize_parser(sub, attacks)
+    from .protocols.presets import PAPER_ATTACKS
+
+    _compare_parser(sub, ",".join(PAPER_ATTACKS), ",".join(attack_names()), pgap_solvers())
+    _localize_parser(sub, ",".join(PAPER_ATTACKS), ",".join(attack_names()))
     _benchmark_parser(sub, METHOD_NAMES, BENCHMARKS, INSERTION_BLURS)
     return p
 

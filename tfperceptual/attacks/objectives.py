@@ -4,6 +4,9 @@
   κ = 50).  Untargeted: min(max_{j≠y} Z_j − Z_y, κ); targeted towards t:
   min(Z_t − max_{j≠t} Z_j, κ).
 * ``ce``: cross-entropy; untargeted: CE(y, Z); targeted: −CE(t, Z).
+* ``kl``: KL(softmax(Z₀) ‖ softmax(Z)) from the logits Z₀ of the clean image (the inner maximisation of
+  TRADES, Zhang et al. 2019, Eq. 5); labels and targets are not used.  Its gradient is zero at Z = Z₀, so
+  it needs a random start.
 """
 
 from __future__ import annotations
@@ -12,21 +15,31 @@ import tensorflow as tf
 
 from ..models.logits import class_margin
 
-__all__ = ["LOSSES", "attack_loss", "margin"]
+__all__ = ["LOSSES", "PGD_LOSSES", "attack_loss", "margin"]
 
+#: losses of the SSIM-ball attacks (which start at the clean image)
 LOSSES = ("cw", "ce")
+#: losses of the norm-ball attacks (random start): also ``kl``
+PGD_LOSSES = ("ce", "cw", "kl")
 
 #: Z_label − max_{j≠label} Z_j per image (positive: ``label`` is predicted), (B,); see
 #: :func:`tfperceptual.models.logits.class_margin`
 margin = class_margin
 
 
-def attack_loss(logits, labels, targets=None, loss="cw", confidence=50.0):
+def attack_loss(logits, labels, targets=None, loss="cw", confidence=50.0, reference_logits=None):
     """Loss per image (B,) for logits (B, K) and int labels/targets (B,); ``targets=None``: untargeted.
 
+    ``reference_logits`` (B, K): the clean image's logits, needed by ``loss="kl"`` only.
+
     Raises:
-        ValueError: an unknown ``loss``.
+        ValueError: an unknown ``loss``; ``"kl"`` without ``reference_logits``.
     """
+    if loss == "kl":
+        if reference_logits is None:
+            raise ValueError("loss='kl' needs the clean logits (reference_logits)")
+        p = tf.nn.softmax(reference_logits)
+        return tf.reduce_sum(p * (tf.nn.log_softmax(reference_logits) - tf.nn.log_softmax(logits)), -1)
     if loss == "cw":
         m = class_margin(logits, targets) if targets is not None else -class_margin(logits, labels)
         return tf.minimum(m, tf.cast(confidence, logits.dtype))
@@ -35,4 +48,4 @@ def attack_loss(logits, labels, targets=None, loss="cw", confidence=50.0):
         if targets is not None:
             return -ce(labels=targets, logits=logits)
         return ce(labels=labels, logits=logits)
-    raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    raise ValueError(f"loss must be one of {PGD_LOSSES}, got {loss!r}")

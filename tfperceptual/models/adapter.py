@@ -243,8 +243,9 @@ class LogitsModel(keras.Model):
         return keras.Model(inp, out, name=name), "logits"
 
     def _check_differentiable(self):
-        x = tf.Variable(_probe_images(self.image_shape, n=2))
-        with tf.GradientTape() as tape:
+        x = _probe_images(self.image_shape, n=2)  # a watched constant, not a variable: under a distribution
+        with tf.GradientTape() as tape:            # strategy's scope a variable would be a mirrored one
+            tape.watch(x)
             total = tf.reduce_sum(self._network(x, training=False))
         if tape.gradient(total, x) is None:
             raise NotDifferentiableError(f"the output of model {self.classifier.name!r} is not differentiable with "

@@ -10,7 +10,10 @@ reached" rather than extrapolated.
 Fooling rate follows the paper: the attacks are run with the model's clean
 predictions as labels, and the rate is the fraction of images whose
 post-attack label differs from the pre-attack label.  The rate over the
-images that were classified correctly before the attack is also reported.
+images that were classified correctly before the attack is also reported, and
+the *robust accuracy*: the fraction of all images whose adversarial is still
+classified as the true label (the robustness figure of adversarial training;
+an image misclassified before the attack counts as not robust).
 
 Every sweep point is cached as JSON in ``<out>/cache/`` (atomically written,
 keyed by attack, ε, seed and a fingerprint of model, data and settings), so an
@@ -31,7 +34,7 @@ from tqdm.auto import tqdm
 from ..attacks import ATTACKS, build_attack
 from ..evaluation.quality import fooling_rate, global_ssim, perturbation_norms
 from ..io_utils import atomic_write_json, atomic_write_text
-from .presets import DEFAULT_EPS_GRIDS
+from .presets import DEFAULT_EPS_GRIDS, PAPER_ATTACKS
 from .report import compare_report, plot_fooling
 from .runner import (ResultCache, ZeroGradientLog, as_float, batch_slices, check_dataset, fingerprint,
                      predict_labels, supports_seed)
@@ -40,7 +43,7 @@ __all__ = ["run_sweep", "interpolate_at", "matched_table", "compare", "POINT_KEY
 
 #: what a sweep point records (the cache must hold all of them)
 POINT_KEYS = ("attack", "eps", "n", "mean_ssim", "mean_global_ssim", "mean_psnr", "fooling_rate",
-              "fooling_rate_correct", "n_correct", "mean_l2", "mean_linf", "mean_steps", "n_failed")
+              "fooling_rate_correct", "n_correct", "robust_accuracy", "mean_l2", "mean_linf", "mean_steps", "n_failed")
 #: wall-time fields of a point: in the cache and ``timings.json``, never in ``results.json``
 TIMING_KEYS = ("seconds", "images_per_second")
 
@@ -69,6 +72,7 @@ def _point(name, eps, st, clean_pred, labels, seconds, extra):
             "mean_ssim": float(np.mean(st["ssim"])), "mean_global_ssim": float(np.mean(st["global_ssim"])),
             "mean_psnr": float(np.mean(st["psnr"])), "fooling_rate": fr["fooling_rate"],
             "fooling_rate_correct": fr["fooling_rate_correct"], "n_correct": fr["n_correct"],
+            "robust_accuracy": float(np.mean(st["adv_labels"] == np.asarray(labels))),
             "mean_l2": float(st["l2"].mean()), "mean_linf": float(st["linf"].mean()),
             "mean_steps": float(np.mean(st["steps"])), "n_failed": int(np.sum(st["failed"])),
             "seconds": seconds, "images_per_second": len(clean_pred) / max(seconds, 1e-9), **extra}
@@ -83,7 +87,7 @@ def run_sweep(model, images, labels, attacks=None, eps_grids=None, out_dir="runs
         images: (N, H, W, C) float32 in [0, 1], or uint8 in 0..255 (converted
             batch by batch, which keeps memory low for ImageNet-size data).
         labels: (N,) ground truth.
-        attacks: registered attack names (default: every registered attack).
+        attacks: registered attack names (default: the paper's six, :data:`~.presets.PAPER_ATTACKS`).
         eps_grids: {name: [ε, ...]}; defaults to :data:`~tfperceptual.protocols.presets.DEFAULT_EPS_GRIDS`
             (an attack without a default grid needs one here).
         out_dir: folder of the cache.
@@ -98,7 +102,7 @@ def run_sweep(model, images, labels, attacks=None, eps_grids=None, out_dir="runs
         ValueError / TypeError: bad images or labels, an unknown attack, an empty ε grid.
     """
     labels = check_dataset(model, images, labels)
-    attacks = list(ATTACKS.names() if attacks is None else attacks)
+    attacks = list(PAPER_ATTACKS if attacks is None else attacks)
     for a in attacks:
         if a not in ATTACKS:
             raise ValueError(f"unknown attack {a!r}; choose from {ATTACKS.names()}")
@@ -182,7 +186,7 @@ def compare(model, images, labels, attacks=None, eps_grids=None, out_dir="runs/c
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    attacks = list(ATTACKS.names() if attacks is None else attacks)
+    attacks = list(PAPER_ATTACKS if attacks is None else attacks)
     clean_pred = predict_labels(model, images, batch_size)
     points = run_sweep(model, images, labels, attacks, eps_grids, out, steps, batch_size, progress, pgap_solver,
                        seed, clean_pred)

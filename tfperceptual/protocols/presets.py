@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..attacks import ATTACKS
 from ..models import zoo
 
-__all__ = ["DATASETS", "ZOO_MODELS", "DEFAULT_EPS_GRIDS", "EPS_GRIDS_BY_DATA", "EPS_UNITS", "PAPER_TABLES",
+__all__ = ["DATASETS", "PAPER_ATTACKS", "ZOO_MODELS", "DEFAULT_EPS_GRIDS", "EPS_GRIDS_BY_DATA", "EPS_UNITS", "PAPER_TABLES",
            "PAPER_TABLE_I", "PAPER_TABLE_1", "PAPER_TABLE_2", "PB_DEFAULTS", "BENCHMARKS", "BOX_BENCHMARKS",
            "default_benchmarks", "eps_grid", "eps_unit", "zoo_model", "LOCALIZE_TABLE_THRESHOLD"]
 
@@ -28,6 +28,18 @@ def eps_unit(name):
     """What ε means for the registered attack ``name`` ("" for an unknown name)."""
     return ATTACKS[name].eps_unit if name in ATTACKS else ""
 
+#: the attacks of the paper's comparison (the default of ``compare`` and ``localize``); the project's
+#: graph-pure norm-ball attacks (``linf_pgd``, ``l2_pgd``, ``fgsm_rs``) can be chosen with ``--attacks``
+PAPER_ATTACKS = ("fpgap", "pgap", "fgsm", "fgm", "pgd", "pgd_l2")
+
+#: the project's norm-ball attacks sweep the grid of the Foolbox attack of the same norm
+_SAME_GRID = {"linf_pgd": "pgd", "l2_pgd": "pgd_l2", "fgsm_rs": "fgsm"}
+
+
+def _with_own(grids):
+    return {**grids, **{own: grids[fb] for own, fb in _SAME_GRID.items()}}
+
+
 #: default ε sweeps for 28×28 greyscale images (MNIST); ℓ2 grids scale with √N
 DEFAULT_EPS_GRIDS = {
     "fpgap": [0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7],
@@ -37,6 +49,7 @@ DEFAULT_EPS_GRIDS = {
     "fgm": [0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0],
     "pgd_l2": [0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0],
 }
+DEFAULT_EPS_GRIDS = _with_own(DEFAULT_EPS_GRIDS)
 
 # CIFAR-10 / ImageNet: the paper compares at SSIM 0.998 and PSNR 57 / 65 dB, i.e. perturbations
 # below one 8-bit grey level on average, so the grids are small; ℓ2 grids scale with √N.
@@ -47,10 +60,11 @@ _L2_CIFAR = [0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6]
 #: ε grids per dataset of ``tfperceptual compare --data``
 EPS_GRIDS_BY_DATA = {
     "mnist": DEFAULT_EPS_GRIDS,
-    "cifar10": {"fpgap": _SMALL_SSIM, "pgap": _SMALL_SSIM, "fgsm": _SMALL_LINF, "pgd": _SMALL_LINF,
-                "fgm": _L2_CIFAR, "pgd_l2": _L2_CIFAR},
-    "imagenet": {"fpgap": _SMALL_SSIM, "pgap": _SMALL_SSIM, "fgsm": _SMALL_LINF, "pgd": _SMALL_LINF,
-                 "fgm": [round(e * 7.1, 4) for e in _L2_CIFAR], "pgd_l2": [round(e * 7.1, 4) for e in _L2_CIFAR]},
+    "cifar10": _with_own({"fpgap": _SMALL_SSIM, "pgap": _SMALL_SSIM, "fgsm": _SMALL_LINF, "pgd": _SMALL_LINF,
+                          "fgm": _L2_CIFAR, "pgd_l2": _L2_CIFAR}),
+    "imagenet": _with_own({"fpgap": _SMALL_SSIM, "pgap": _SMALL_SSIM, "fgsm": _SMALL_LINF, "pgd": _SMALL_LINF,
+                           "fgm": [round(e * 7.1, 4) for e in _L2_CIFAR],
+                           "pgd_l2": [round(e * 7.1, 4) for e in _L2_CIFAR]}),
 }
 
 #: Pochimireddy et al., Table II (fooling rate at the matched average SSIM) and the operating points of

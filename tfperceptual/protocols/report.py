@@ -74,13 +74,15 @@ def compare_report(settings, points, rows, paper, seconds=None):
             lines.append(f"| {a} | {len(pa)} | {sum(p['seconds'] for p in pa):.0f} "
                          f"| {np.median([p['images_per_second'] for p in pa]):.1f} |")
     lines += ["", "## Sweep points", "",
+              "Robust accuracy: the fraction of all images whose adversarial is classified as the true label "
+              "(the attacks move away from the clean prediction, as the paper's fooling rate).", "",
               "| attack | ε | ε unit | mean SSIM | mean global SSIM | mean PSNR (dB) | fooling rate | "
-              "fooling rate (correct) | mean ℓ2 | mean ℓ∞ | mean steps | failed | images/s |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "fooling rate (correct) | robust accuracy | mean ℓ2 | mean ℓ∞ | mean steps | failed | images/s |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in points:
         lines.append(f"| {p['attack']} | {p['eps']:g} | {eps_unit(p['attack'])} | {p['mean_ssim']:.4f} "
                      f"| {p['mean_global_ssim']:.4f} | {p['mean_psnr']:.2f} | {p['fooling_rate']:.3f} "
-                     f"| {fmt(p['fooling_rate_correct'])} | {p['mean_l2']:.3f} | {p['mean_linf']:.3f} "
+                     f"| {fmt(p['fooling_rate_correct'])} | {p['robust_accuracy']:.3f} | {p['mean_l2']:.3f} | {p['mean_linf']:.3f} "
                      f"| {p['mean_steps']:.2f} | {p['n_failed']} | {p['images_per_second']:.1f} |")
     lines += ["", "Plots: `fooling_vs_ssim.png`, `fooling_vs_psnr.png`.", ""]
     return "\n".join(lines)
