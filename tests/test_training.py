@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfperceptual.attacks import FPGAP, PGAP, PGD, L2PGD, LinfPGD, RandomStartFGSM
+from tfperceptual.attacks import FPGAP, L2PGD, PGAP, PGD, LinfPGD, RandomStartFGSM
 from tfperceptual.callbacks import AdversarialEvaluation
 from tfperceptual.training import AdversarialTraining
 
@@ -244,3 +244,26 @@ def test_first_step_under_mirrored_strategy_matches_one_device():
     assert res["mirrored"]["replicas"] == 2
     assert res["mirrored"]["loss"] == pytest.approx(res["single"]["loss"], rel=1e-5)
     assert res["mirrored"]["kernel"] == pytest.approx(res["single"]["kernel"], rel=1e-5)
+
+
+def test_trades_step_follows_its_objective(mnist_train):
+    """One SGD step of TRADES = the step along −∇[CE(f(x), y) + β KL(f(x) ‖ f(x_adv))] computed by hand."""
+    x, y = mnist_train[0][:64], mnist_train[1][:64]
+    model = _small_cnn()
+    attack = L2PGD(model, 1.5, steps=2, loss="kl", seed=0)
+    x_adv = attack.perturb(tf.constant(x), tf.constant(y, tf.int64))
+    twin = _small_cnn()
+    with tf.GradientTape() as tape:
+        logits, logits_adv = twin(x, training=True), twin(x_adv, training=True)
+        ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+        p = tf.nn.softmax(logits)
+        kl = tf.reduce_mean(tf.reduce_sum(p * (tf.nn.log_softmax(logits) - tf.nn.log_softmax(logits_adv)), -1))
+        total = ce + 6.0 * kl
+    grads = tape.gradient(total, twin.trainable_variables)
+    want = [v.numpy() - 0.1 * g.numpy() for v, g in zip(twin.trainable_variables, grads)]
+    wrapper = AdversarialTraining(model, attack, method="trades", beta=6.0)
+    wrapper.compile(optimizer=keras.optimizers.SGD(0.1))
+    hist = wrapper.fit(x, y, batch_size=64, epochs=1, shuffle=False, verbose=0)
+    assert hist.history["loss"][0] == pytest.approx(float(total), rel=1e-4)
+    for v, w in zip(model.trainable_variables, want):
+        np.testing.assert_allclose(v.numpy(), w, atol=1e-5)

@@ -32,7 +32,8 @@ _EXPORTS = {
     # models
     **dict.fromkeys(("LogitsModel", "as_logits_model", "to_functional", "input_shape_of", "NotDifferentiableError",
                      "activation_layers", "feature_model", "penultimate_conv_layer", "class_margin", "class_score",
-                     "read_tfjs_weights", "assign_tfjs_weights", "mnist_cnn", "cifar10_cnn", "imagenet_mobilenet",
+                     "read_tfjs_weights", "assign_tfjs_weights", "mnist_cnn", "cifar10_cnn", "mnist_cnn_robust",
+                     "cifar10_cnn_robust", "cifar10_cnn_ssim_robust", "imagenet_mobilenet",
                      "class_names"), "tfperceptual.models"),
     **dict.fromkeys(("ASSETS", "MODELS_ENV"), "tfperceptual.models.zoo"),
     # image operations

@@ -14,7 +14,8 @@ import keras
 from ..datasets import CIFAR10_CLASSES, data_root
 from .tfjs_weights import assign_tfjs_weights, read_tfjs_weights
 
-__all__ = ["mnist_cnn", "cifar10_cnn", "imagenet_mobilenet", "class_names", "ASSETS", "MODELS_ENV"]
+__all__ = ["mnist_cnn", "cifar10_cnn", "mnist_cnn_robust", "cifar10_cnn_robust", "cifar10_cnn_ssim_robust",
+           "imagenet_mobilenet", "class_names", "ASSETS", "MODELS_ENV"]
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 MODELS_ENV = "TFPERCEPTUAL_MODELS"
@@ -41,6 +42,51 @@ def cifar10_cnn():
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: run scripts/train_cifar10.py")
     return keras.models.load_model(path, compile=False)
+
+
+def _asset(name, how):
+    path = ASSETS / f"{name}.keras"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run {how}")
+    return keras.models.load_model(path, compile=False)
+
+
+def mnist_cnn_robust():
+    """The shipped ℓ2-robust MNIST CNN: :func:`mnist_cnn`'s architecture, adversarially fine-tuned with the
+    project's L2PGD (ε = 2.0, 10 steps; ``scripts/train_robust.py``; accuracies in docs/results.md,
+    "Robust models").
+
+    Input (B, 28, 28, 1) float32 in [0, 1]; output (B, 10) logits.
+
+    Raises:
+        FileNotFoundError: the weights have not been trained yet.
+    """
+    return _asset("mnist_cnn_robust", "scripts/train_robust.py --data mnist --attack l2_pgd --eps 2.0 ...")
+
+
+def cifar10_cnn_robust():
+    """The shipped ℓ2-robust CIFAR-10 CNN: :func:`cifar10_cnn`'s architecture, adversarially fine-tuned
+    with the project's L2PGD (ε = 0.5, 2 steps; ``scripts/train_robust.py``; docs/results.md).
+
+    Input (B, 32, 32, 3) float32 in [0, 1]; output (B, 10) logits.
+
+    Raises:
+        FileNotFoundError: the weights have not been trained yet.
+    """
+    return _asset("cifar10_cnn_robust", "scripts/train_robust.py --data cifar10 --attack l2_pgd --eps 0.5 ...")
+
+
+def cifar10_cnn_ssim_robust():
+    """The shipped SSIM-robust CIFAR-10 CNN: :func:`cifar10_cnn`'s architecture, adversarially fine-tuned
+    on FPGAP's SSIM-ball adversarials (ε = 0.015, 2 steps, CE loss; ``scripts/train_robust.py``;
+    docs/results.md).
+
+    Input (B, 32, 32, 3) float32 in [0, 1]; output (B, 10) logits.
+
+    Raises:
+        FileNotFoundError: the weights have not been trained yet.
+    """
+    return _asset("cifar10_cnn_ssim_robust", "scripts/train_robust.py --data cifar10 --attack fpgap ...")
 
 
 def _models_root():
