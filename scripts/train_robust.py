@@ -14,8 +14,12 @@ fine-tuning, which reaches a robust model in a few epochs on 2 CPU cores) or fro
 (``--init scratch``), wraps it in :class:`tfperceptual.training.AdversarialTraining` with the chosen
 graph-pure attack (``l2_pgd``, ``linf_pgd``, ``fgsm_rs``, ``fpgap``; FPGAP with the CE loss and no early
 stop, so every training image goes to the edge of its SSIM ball), and trains with Adam and a cosine
-decay.  After every epoch it writes the classifier, the optimizer's variables, the epoch and the history
-to ``--work`` (atomically), and a restarted run resumes from there.  At the end it writes
+decay.  After every epoch it writes the classifier, the optimizer's variables and the history to
+``--work`` (atomically), then the epoch count last; a restarted run resumes from there (refusing other
+settings than the run it resumes), with the shuffle order of each epoch seeded by ``--seed`` and the epoch
+number, so a resumed run sees the images in the order an uninterrupted one would (CIFAR-10's random flips
+and crops are drawn afresh).  The shipped models were trained before this per-epoch seeding (one shuffle
+reshuffled every epoch), with the same commands.  At the end it writes
 ``tfperceptual/assets/<name>.keras`` (the classifier only) and ``<work>/summary.json`` (clean test
 accuracy, the settings, the history and the wall time).
 """
@@ -31,6 +35,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ASSETS = HERE.parent / "tfperceptual" / "assets"
+#: settings a resumed run must share with the run it resumes
+RESUME_KEYS = ("data", "attack", "eps", "steps", "epochs", "method", "batch_size", "lr", "init", "limit", "seed")
 
 
 def _atomic_save_model(model, path):
@@ -39,24 +45,16 @@ def _atomic_save_model(model, path):
     os.replace(tmp, path)
 
 
-def _atomic_text(path, text):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def inner_attack(name, model, eps, steps, method, seed):
+    """The training attack: the registry's, with TRADES' KL loss or FPGAP's PGD-like settings."""
+    from tfperceptual.attacks import build_attack
 
-
-def build_attack(name, model, eps, steps, seed):
-    from tfperceptual.attacks import FPGAP, L2PGD, LinfPGD, RandomStartFGSM
-
-    if name == "l2_pgd":
-        return L2PGD(model, eps, steps=steps, seed=seed)
-    if name == "linf_pgd":
-        return LinfPGD(model, eps, steps=steps, seed=seed)
-    if name == "fgsm_rs":
-        return RandomStartFGSM(model, eps, seed=seed)
     if name == "fpgap":
-        return FPGAP(model, eps, steps=steps, loss="ce", early_stop=False)
-    raise SystemExit(f"--attack: unknown attack {name!r}")
+        if method == "trades":
+            raise SystemExit("--method trades needs a random start (its KL loss has zero gradient at x): "
+                             "use l2_pgd, linf_pgd or fgsm_rs")
+        return build_attack(name, model, eps, steps=steps, loss="ce", early_stop=False)
+    return build_attack(name, model, eps, steps=steps, seed=seed, loss="kl" if method == "trades" else "ce")
 
 
 def main():
@@ -81,6 +79,7 @@ def main():
     import tensorflow as tf
 
     from tfperceptual.datasets import load_cifar10, load_mnist
+    from tfperceptual.io_utils import atomic_write_json, atomic_write_text
     from tfperceptual.models import zoo
     from tfperceptual.training import AdversarialTraining
 
@@ -91,14 +90,8 @@ def main():
     x_test, y_test = load("test")
     if args.limit:
         x_train, y_train = x_train[:args.limit], y_train[:args.limit]
-    ds = tf.data.Dataset.from_tensor_slices((x_train, y_train)).shuffle(len(x_train), seed=args.seed)
-    ds = ds.batch(args.batch_size, drop_remainder=True)
-    if args.data == "cifar10":
-        from train_cifar10 import _augment
-
-        ds = ds.map(lambda x, y: (_augment(x), y), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.prefetch(tf.data.AUTOTUNE)
     steps_per_epoch = len(x_train) // args.batch_size
+    settings = {k: getattr(args, k) for k in RESUME_KEYS}
 
     work = Path(args.work or f"runs/train_{args.name}")
     work.mkdir(parents=True, exist_ok=True)
@@ -106,9 +99,16 @@ def main():
                                              work / "history.json")
     resume = ckpt.exists() and opt_file.exists() and epoch_file.exists()
     if resume:
+        saved = json.loads((work / "settings.json").read_text())
+        changed = {k: (saved.get(k), v) for k, v in settings.items() if saved.get(k) != v}
+        if changed:
+            raise SystemExit(f"{work} holds a run with other settings {changed} (saved, given): pass another "
+                             "--work or the same settings")
         model = keras.models.load_model(ckpt, compile=False)
         initial_epoch = int(epoch_file.read_text())
         history = json.loads(hist_file.read_text()) if hist_file.exists() else {}
+        # an epoch whose files were written but whose count was not (a crash in between) is run again
+        history = {k: (v[:initial_epoch] if isinstance(v, list) else v) for k, v in history.items()}
         print(f"resuming {work} from epoch {initial_epoch}")
     else:
         if args.init == "shipped":
@@ -119,8 +119,25 @@ def main():
 
             model = build_mnist() if args.data == "mnist" else build_cifar()
         initial_epoch, history = 0, {}
+        atomic_write_json(work / "settings.json", settings)
 
-    attack = build_attack(args.attack, model, args.eps, args.steps, args.seed)
+    # one shuffle per epoch, seeded by the epoch: a resumed run draws the batches of an uninterrupted one
+    # (Keras keeps one iterator across epochs when steps_per_epoch is given)
+    base = tf.data.Dataset.from_tensor_slices((x_train, y_train))
+
+    ds = None
+    for epoch in range(initial_epoch, args.epochs):
+        batches = base.shuffle(len(x_train), seed=args.seed * 100003 + epoch).batch(args.batch_size,
+                                                                                   drop_remainder=True)
+        ds = batches if ds is None else ds.concatenate(batches)
+    ds = ds if ds is not None else base.batch(args.batch_size)  # nothing left to train
+    if args.data == "cifar10":
+        from train_cifar10 import _augment
+
+        ds = ds.map(lambda x, y: (_augment(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+
+    attack = inner_attack(args.attack, model, args.eps, args.steps, args.method, args.seed)
     extra = {"beta": 6.0} if args.method == "trades" else {}
     wrapper = AdversarialTraining(model, attack, method=args.method, **extra)
     schedule = keras.optimizers.schedules.CosineDecay(args.lr, args.epochs * steps_per_epoch, alpha=0.05)
@@ -144,8 +161,8 @@ def main():
             tmp = work / "optimizer.tmp.npz"
             np.savez(tmp, **{f"v{i}": v.numpy() for i, v in enumerate(optimizer.variables)})
             os.replace(tmp, opt_file)
-            _atomic_text(hist_file, json.dumps(history, indent=1))
-            _atomic_text(epoch_file, str(epoch + 1))
+            atomic_write_json(hist_file, history)
+            atomic_write_text(epoch_file, str(epoch + 1))  # last: the epoch is complete
 
     if initial_epoch < args.epochs:
         wrapper.fit(ds, epochs=args.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
@@ -160,7 +177,7 @@ def main():
     _atomic_save_model(shipped, out / f"{args.name}.keras")
     summary = {"name": args.name, "settings": vars(args), "clean_test_accuracy": acc,
                "train_seconds": history.get("_seconds"), "history": history}
-    _atomic_text(work / "summary.json", json.dumps(summary, indent=1))
+    atomic_write_json(work / "summary.json", summary)
     print(f"wrote {out / (args.name + '.keras')} and {work / 'summary.json'}")
 
 

@@ -161,3 +161,15 @@ def test_a_zero_gradient_is_reported_once_per_sweep_point_with_dataset_indices(t
                   batch_size=4, progress=False)
     messages = [str(w.message) for w in record if issubclass(w.category, ZeroGradientWarning)]
     assert len(messages) == 1 and "[0, 1, 2, 3, 4, 5]" in messages[0] and "of the dataset" in messages[0]
+
+
+def test_robust_accuracy_counts_a_misclassified_image_as_not_robust():
+    from tfperceptual.protocols.compare import _point
+
+    clean = np.array([0, 1, 2, 3])
+    labels = np.array([0, 1, 2, 0])  # image 3 is misclassified clean
+    adv = np.array([0, 5, 2, 0])  # ... and the attack moved it onto its true label
+    st = {"ssim": np.ones(4), "global_ssim": np.ones(4), "psnr": np.full(4, 40.0), "adv_labels": adv,
+          "l2": np.zeros(4), "linf": np.zeros(4), "steps": np.ones(4), "failed": np.zeros(4, bool)}
+    p = _point("fpgap", 0.1, st, clean, labels, 1.0, {})
+    assert p["robust_accuracy"] == 0.5 and p["fooling_rate"] == 0.5

@@ -13,7 +13,7 @@ def _norms(adv, x):
 
 
 @pytest.mark.parametrize("cls,eps", [(LinfPGD, 0.1), (L2PGD, 1.5), (RandomStartFGSM, 0.1)])
-def test_every_iterate_stays_in_its_ball_and_the_box_inside_tf_function(mnist_model, mnist_batch, cls, eps):
+def test_the_output_stays_in_its_ball_and_the_box_inside_tf_function(mnist_model, mnist_batch, cls, eps):
     x, y = mnist_batch
     attack = cls(mnist_model, eps, seed=0) if cls is RandomStartFGSM else cls(mnist_model, eps, steps=4, seed=0)
     adv = tf.function(attack.perturb)(tf.constant(x), tf.constant(y)).numpy()
@@ -22,7 +22,7 @@ def test_every_iterate_stays_in_its_ball_and_the_box_inside_tf_function(mnist_mo
     assert norm.max() <= eps * (1 + 1e-5)
     assert adv.min() >= 0.0 and adv.max() <= 1.0
     assert norm.max() > 0.5 * eps  # it moved
-    # each step is one more iterate of the same loop: a one-step attack's output is also in the ball
+    # a one-step attack's output (the first iterate of the same loop) is also in the ball
     one = cls(mnist_model, eps, seed=0) if cls is RandomStartFGSM else cls(mnist_model, eps, steps=1, seed=0)
     first = one.perturb(tf.constant(x), tf.constant(y)).numpy()
     assert _norms(first, x)[1 if cls is L2PGD else 0].max() <= eps * (1 + 1e-5)
@@ -67,6 +67,24 @@ def test_without_random_start_matches_a_hand_written_fgsm(mnist_model, mnist_bat
         loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(y, mnist_model(xt, training=False)))
     want = np.clip(x + 0.1 * np.sign(tape.gradient(loss, xt).numpy()), 0, 1)
     np.testing.assert_allclose(adv.numpy(), want, atol=1e-6)
+
+
+@pytest.mark.parametrize("ours,theirs,eps", [(LinfPGD, PGD, 0.1), (L2PGD, PGD_L2, 1.5)])
+def test_without_random_start_equals_foolbox_image_by_image(mnist_model, mnist_batch, ours, theirs, eps):
+    """No random start, the same absolute step: Foolbox's iterates, to float32 rounding."""
+    x, y = mnist_batch
+    alpha = eps / 4
+    mine = ours(mnist_model, eps, steps=5, step_size=alpha, random_start=False)(x, y, metrics=False).adversarial
+    fb = theirs(mnist_model, eps, steps=5, abs_stepsize=alpha, random_start=False)(x, y, metrics=False).adversarial
+    np.testing.assert_allclose(mine, fb, atol=2e-5)
+
+
+def test_step_is_folded_into_the_random_start(mnist_model, mnist_batch):
+    x, y = tf.constant(mnist_batch[0]), tf.constant(mnist_batch[1])
+    attack = LinfPGD(mnist_model, 0.1, steps=1, seed=0)
+    a, b = attack.perturb(x, y, step=0).numpy(), attack.perturb(x, y, step=1).numpy()
+    np.testing.assert_array_equal(a, attack.perturb(x, y).numpy())  # no step = step 0
+    assert not np.allclose(a, b)
 
 
 @pytest.mark.parametrize("ours,theirs,eps,steps", [(LinfPGD, PGD, 0.1, 10), (L2PGD, PGD_L2, 1.5, 10)])

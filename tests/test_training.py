@@ -135,18 +135,22 @@ def test_softmax_head_is_trained_through_its_logits(mnist_train):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-def test_ssim_ball_training_runs_under_xla(mnist_train):
+@pytest.mark.parametrize("kind", ["fpgap", "l2_pgd"])
+def test_training_runs_under_xla(mnist_train, kind):
+    """SSIM-ball training, and a random start (stateless RNG, bit casts, wrapping integer hash) in XLA."""
     x, y = mnist_train[0][:64], mnist_train[1][:64]
     model = _small_cnn()
     before = [w.copy() for w in model.get_weights()]
-    wrapper = AdversarialTraining(model, FPGAP(model, 0.2, steps=2, loss="ce", early_stop=False))
+    attack = (FPGAP(model, 0.2, steps=2, loss="ce", early_stop=False) if kind == "fpgap"
+              else L2PGD(model, 1.0, steps=2, seed=0))
+    wrapper = AdversarialTraining(model, attack)
     wrapper.compile(optimizer="adam", metrics=["accuracy"], jit_compile=True)
     hist = wrapper.fit(x, y, batch_size=32, epochs=1, verbose=0)
     assert np.isfinite(hist.history["loss"][0])
     assert not np.allclose(before[0], model.get_weights()[0])
 
 
-def test_bad_input_is_a_clear_error(mnist_train, mnist_model):
+def test_bad_input_is_a_clear_error(mnist_train):
     x, y = mnist_train[0][:64], mnist_train[1][:64]
     model = _small_cnn()
     other = _small_cnn()
@@ -228,6 +232,11 @@ _MIRRORED = textwrap.dedent("""
         hist = wrapper.fit(ds, epochs=1, verbose=0)
         out[name] = {"loss": hist.history["loss"][0], "replicas": strategy.num_replicas_in_sync,
                      "kernel": float(np.sum(model.get_weights()[0]))}
+        with strategy.scope():  # TRADES with a random start: its own per-replica scaling of the KL term
+            model = build()
+            wrapper = AdversarialTraining(model, LinfPGD(model, 0.1, steps=2, loss="kl", seed=0), method="trades")
+            wrapper.compile(optimizer=keras.optimizers.SGD(0.1))
+        out[name]["trades_loss"] = wrapper.fit(ds, epochs=1, verbose=0).history["loss"][0]
     print("RESULT " + json.dumps(out))
 """)
 
@@ -244,6 +253,9 @@ def test_first_step_under_mirrored_strategy_matches_one_device():
     assert res["mirrored"]["replicas"] == 2
     assert res["mirrored"]["loss"] == pytest.approx(res["single"]["loss"], rel=1e-5)
     assert res["mirrored"]["kernel"] == pytest.approx(res["single"]["kernel"], rel=1e-5)
+    # the random starts differ (each replica hashes its own half-batch), the clean CE term does not
+    assert np.isfinite(res["mirrored"]["trades_loss"])
+    assert res["mirrored"]["trades_loss"] == pytest.approx(res["single"]["trades_loss"], rel=0.2)
 
 
 def test_trades_step_follows_its_objective(mnist_train):
@@ -267,3 +279,16 @@ def test_trades_step_follows_its_objective(mnist_train):
     assert hist.history["loss"][0] == pytest.approx(float(total), rel=1e-4)
     for v, w in zip(model.trainable_variables, want):
         np.testing.assert_allclose(v.numpy(), w, atol=1e-5)
+
+
+def test_robust_accuracy_is_the_worst_case_over_attacks(mnist_model, mnist_sample):
+    from tfperceptual.evaluation import robust_accuracy
+
+    x, y = mnist_sample
+    x, y = x[:100], y[:100].copy()
+    y[0] = (y[0] + 1) % 10  # a wrong label: not robust whatever the attack does
+    one, mask = robust_accuracy(L2PGD(mnist_model, 1.0, steps=5, seed=0), x, y, return_mask=True)
+    both = robust_accuracy([L2PGD(mnist_model, 1.0, steps=5, seed=s) for s in (0, 1)], x, y)
+    assert not mask[0] and both <= one
+    with pytest.raises(ValueError, match="at least one"):
+        robust_accuracy([], x, y)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 #: public name → the module that defines it
 _EXPORTS = {
@@ -39,7 +39,8 @@ _EXPORTS = {
     # image operations
     **dict.fromkeys(("gaussian_window", "gaussian_blur", "blur_saliency"), "tfperceptual.image_ops"),
     # evaluation
-    **dict.fromkeys(("ssim", "ssim_map", "global_ssim", "psnr", "fooling_rate", "perturbation_norms", "noise_map",
+    **dict.fromkeys(("ssim", "ssim_map", "global_ssim", "psnr", "fooling_rate", "robust_accuracy", "perturbation_norms",
+                     "noise_map",
                      "evaluate", "per_image_counts", "aggregate", "confusion_counts", "DEFAULT_NOISE_THRESHOLDS",
                      "deletion_insertion", "auc", "normalise_maps", "threshold_grids", "largest_component_box",
                      "box_iou", "weak_localisation", "weak_localisation_success", "pointing_game",

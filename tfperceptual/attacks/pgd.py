@@ -17,10 +17,14 @@ Unlike the Foolbox wrappers of :mod:`tfperceptual.attacks.foolbox` (registered a
 ``"l2_pgd"`` and ``"fgsm_rs"``.
 
 **Random start, stateless.**  The noise comes from ``tf.random.stateless_uniform`` /
-``stateless_normal`` with a seed folded from ``seed`` and a hash of the batch's pixels and labels: no
-RNG state, so it is the same inside ``tf.function``, XLA and every replica of a distribution strategy; a
-given batch always gets the same start (a run and its resumption agree) and a new batch a new one.
-``seed=None`` draws the base seed once, when the attack is built.
+``stateless_normal`` with a seed folded from ``seed``, a hash of the batch's pixels and labels and, when
+given, ``perturb``'s ``step`` (``AdversarialTraining`` passes the optimizer's step count, so that a
+batch seen again in a later epoch gets fresh noise): no RNG state, so it is the same inside
+``tf.function``, XLA and every replica of a distribution strategy, and a run and its resumption draw
+alike.  ``seed=None`` draws the base seed once, when the attack is built.
+
+The default step size α = 2.5 ε / steps (MadryLab's rule) differs from Foolbox's defaults (ℓ∞: 0.01/0.3 ε,
+ℓ2: 0.025 ε); pass ``step_size`` to match a Foolbox run.
 """
 
 from __future__ import annotations
@@ -43,16 +47,20 @@ __all__ = ["NormBallPGD", "LinfPGD", "L2PGD", "RandomStartFGSM", "DEFAULT_STEP_F
 #: library: "set step_size to 2.5 * eps / steps")
 DEFAULT_STEP_FACTOR = 2.5
 
-_HASH_MULT = np.int64(0x9E3779B1)  # a golden-ratio multiplier: neighbouring pixels get unrelated weights
+_HASH_MULT = np.int64(0x9E3779B1)  # a golden-ratio multiplier
+_HASH_MOD = np.int64(2**31 - 1)  # a prime: i ↦ i·M mod p scatters the weights of neighbouring positions
 
 
 def batch_hash(x, labels):
-    """An int64 scalar from the bits of ``x`` (B, ...) float32 and ``labels`` (B,): different batches give
-    different values (integer arithmetic wraps; no RNG state)."""
+    """An int64 scalar from the bits of ``x`` (B, ...) float32 and ``labels`` (B,): a weighted sum with
+    position weights (i · M) mod p, so that batches that differ in any pixel, label or order give different
+    values (integer arithmetic wraps; no RNG state)."""
+    def weighted(values):
+        i = tf.range(1, tf.size(values, out_type=tf.int64) + 1, dtype=tf.int64)
+        return tf.reduce_sum(values * (tf.math.floormod(i * _HASH_MULT, _HASH_MOD) + 1))
+
     bits = tf.cast(tf.reshape(tf.bitcast(tf.cast(x, tf.float32), tf.int32), [-1]), tf.int64)
-    weights = tf.range(1, tf.size(bits, out_type=tf.int64) + 1, dtype=tf.int64) * _HASH_MULT
-    lab = tf.cast(tf.reshape(labels, [-1]), tf.int64)
-    return tf.reduce_sum(bits * weights) + tf.reduce_sum((lab + 1) * tf.range(1, tf.size(lab, tf.int64) + 1) * 7919)
+    return weighted(bits) + weighted(tf.cast(tf.reshape(labels, [-1]), tf.int64) + 1) * 7919
 
 
 class NormBallPGD(Attack, FixedOptions):
@@ -65,10 +73,11 @@ class NormBallPGD(Attack, FixedOptions):
         steps: gradient steps, ≥ 1.
         step_size: α, the absolute step size (> 0); ``None``: 2.5 · ε / steps (follows ε).
         random_start: start from a uniform sample of the ε ball (clipped to the box).
-        loss: ``"ce"`` (cross-entropy, Madry et al.), ``"cw"`` (Carlini–Wagner margin, capped at
-            ``confidence``) or ``"kl"`` (KL from the clean prediction: TRADES' inner maximisation).
         seed: int ≥ 0 or ``None`` (see the module docstring).
-        batch_size: images per graph call of ``__call__``.
+        loss: keyword-only; ``"ce"`` (cross-entropy, Madry et al.), ``"cw"`` (Carlini–Wagner margin, capped at
+            ``confidence``) or ``"kl"`` (KL from the clean prediction: TRADES' inner maximisation).
+        confidence: keyword-only; κ, the cap of the CW margin (50, as the SSIM-ball attacks).
+        batch_size: keyword-only; images per graph call of ``__call__``.
 
     Raises:
         ValueError / TypeError: ε out of range, steps < 1, step_size ≤ 0, an unknown loss, a negative seed.
@@ -77,8 +86,11 @@ class NormBallPGD(Attack, FixedOptions):
     norm = ""
     _FIXED = ("steps", "random_start", "loss", "confidence", "seed", "model", "bounds", "norm")
 
-    def __init__(self, model, eps, steps=10, step_size=None, random_start=True, loss="ce", confidence=50.0,
-                 seed=None, batch_size=256):
+    #: perturb takes ``step``, folded into the random start's seed
+    takes_step_seed = True
+
+    def __init__(self, model, eps, steps=10, step_size=None, random_start=True, seed=None, *, loss="ce",
+                 confidence=50.0, batch_size=256):
         super().__init__(model, batch_size)
         self.steps = check_positive_int(steps, "steps")
         self.random_start = bool(random_start)
@@ -95,8 +107,7 @@ class NormBallPGD(Attack, FixedOptions):
 
     # ------------------------------------------------------------------ options
     def _check_eps(self, value):
-        high = self.eps_range[1]
-        return check_real(value, f"eps ({self.eps_unit})", 0.0, high, high_inclusive=high is not None)
+        return check_real(value, f"eps ({self.eps_unit})", *self.eps_range)
 
     @property
     def eps(self) -> float:
@@ -145,7 +156,7 @@ class NormBallPGD(Attack, FixedOptions):
                                               self.confidence, reference))
         return tape.gradient(total, x)
 
-    def _perturb_impl(self, x0, labels, targets, targeted):
+    def _perturb_impl(self, x0, labels, targets, step, targeted):
         b0, b1 = self.bounds
         eps = self._eps_var.read_value()
         alpha = self._alpha()
@@ -154,6 +165,7 @@ class NormBallPGD(Attack, FixedOptions):
         if self.random_start:
             seed = tf.random.experimental.stateless_fold_in(tf.constant([self.seed, 0], tf.int64),
                                                             batch_hash(x0, labels))
+            seed = tf.random.experimental.stateless_fold_in(seed, step)
             x = tf.clip_by_value(x0 + self._random_delta(tf.shape(x0), seed, eps), b0, b1)
         for _ in tf.range(self.steps):
             g = self._loss_gradient(x, labels, targets, targeted, reference)
@@ -161,13 +173,17 @@ class NormBallPGD(Attack, FixedOptions):
             x = tf.clip_by_value(x0 + self._project(x - x0, eps), b0, b1)
         return x
 
-    def perturb(self, x, labels, target=None):
+    def perturb(self, x, labels, target=None, *, step=None):
         """Adversarial images, as a tensor: see :meth:`tfperceptual.attacks.base.Attack.perturb`. The last
-        iterate of ``steps`` steps, in the ε ball of ``x`` and in [0, 1]."""
+        iterate of ``steps`` steps, in the ε ball of ``x`` and in [0, 1].
+
+        ``step``: optional int scalar (tensor) folded into the random start's seed (e.g. the training step).
+        """
         x = tf.cast(x, tf.float32)
         labels = tf.cast(labels, tf.int64)
         targets = labels if target is None else tf.cast(target, tf.int64)
-        return self._run(x, labels, targets, target is not None)
+        step = tf.zeros((), tf.int64) if step is None else tf.cast(step, tf.int64)
+        return self._run(x, labels, targets, step, target is not None)
 
     def _attack_batch(self, x, labels, target, return_iterates):
         adv = self.perturb(tf.constant(x), tf.constant(labels, tf.int64),
@@ -184,7 +200,7 @@ class NormBallPGD(Attack, FixedOptions):
 class LinfPGD(NormBallPGD):
     """ℓ∞ projected gradient descent (Madry et al. 2018), graph-pure: see :class:`NormBallPGD`.
 
-    ``eps`` in (0, 1]: every pixel moves by at most ε; the step is α · sign(g)."""
+    ``eps`` in (0, 1): every pixel moves by at most ε; the step is α · sign(g)."""
 
     norm = "linf"
     eps_unit = "ℓ∞ budget"
@@ -236,15 +252,15 @@ class L2PGD(NormBallPGD):
 class RandomStartFGSM(LinfPGD):
     """FGSM with a uniform random start (Wong, Rice & Kolter 2020, Algorithm 3), graph-pure.
 
-    δ ~ U(−ε, ε); x' = clip(x + Π_ε(δ + α · sign(∇ₓ loss(x + δ)))), α = ``step_size`` (default 1.25 ε,
-    the paper's; ``None`` follows ε).  One step whatever ``steps`` is (accepted, as by the FGSM wrapper, for
+    δ ~ U(−ε, ε); x' = clip(x + Π_ε(δ + α · sign(∇ₓ loss(x + δ)))), α = ``step_size``; ``None`` (default)
+    means the paper's 1.25 ε and follows an assigned ε.  One step whatever ``steps`` is (accepted, as by the FGSM wrapper, for
     the registry's common signature ``build_attack(name, model, eps, steps)``).
 
     Raises:
         ValueError / TypeError: the errors of :class:`LinfPGD`.
     """
 
-    def __init__(self, model, eps, step_size=None, seed=None, loss="ce", confidence=50.0, batch_size=256, steps=1):
+    def __init__(self, model, eps, step_size=None, seed=None, *, loss="ce", confidence=50.0, batch_size=256, steps=1):
         check_positive_int(steps, "steps")
         super().__init__(model, eps, steps=1, step_size=step_size, random_start=True, loss=loss,
                          confidence=confidence, seed=seed, batch_size=batch_size)

@@ -1,13 +1,14 @@
-"""Evaluation: image quality and attack metrics, where perturbations land (Table I of Pochimireddy et al.),
+"""Evaluation: image quality and attack metrics (fooling rate, robust accuracy), where perturbations land (Table I of Pochimireddy et al.),
 and the saliency benchmarks (deletion/insertion, weak localisation, pointing game, sanity checks)."""
 
 from .localization import DEFAULT_NOISE_THRESHOLDS, aggregate, confusion_counts, evaluate, noise_map, per_image_counts
+from .robustness import robust_accuracy
 from .quality import fooling_rate, global_ssim, perturbation_norms, psnr, ssim, ssim_map
 from .saliency_metrics import (INSERTION_BLURS, MID_GREY, auc, box_iou, cascade_input_dependence,
                                cascading_randomization, deletion_insertion, largest_component_box, normalise_maps,
                                pointing_game, threshold_grids, weak_localisation, weak_localisation_success)
 
-__all__ = ["ssim", "ssim_map", "global_ssim", "psnr", "fooling_rate", "perturbation_norms", "noise_map", "evaluate",
+__all__ = ["ssim", "ssim_map", "global_ssim", "psnr", "fooling_rate", "robust_accuracy", "perturbation_norms", "noise_map", "evaluate",
            "per_image_counts", "aggregate", "confusion_counts", "DEFAULT_NOISE_THRESHOLDS", "deletion_insertion", "auc",
            "normalise_maps", "threshold_grids", "largest_component_box", "box_iou", "weak_localisation",
            "weak_localisation_success", "pointing_game", "cascading_randomization", "cascade_input_dependence",

@@ -72,7 +72,9 @@ def _point(name, eps, st, clean_pred, labels, seconds, extra):
             "mean_ssim": float(np.mean(st["ssim"])), "mean_global_ssim": float(np.mean(st["global_ssim"])),
             "mean_psnr": float(np.mean(st["psnr"])), "fooling_rate": fr["fooling_rate"],
             "fooling_rate_correct": fr["fooling_rate_correct"], "n_correct": fr["n_correct"],
-            "robust_accuracy": float(np.mean(st["adv_labels"] == np.asarray(labels))),
+            # misclassified clean = not robust, whatever the attack (run away from the clean prediction) reached
+            "robust_accuracy": float(np.mean((st["adv_labels"] == np.asarray(labels))
+                                             & (np.asarray(clean_pred) == np.asarray(labels)))),
             "mean_l2": float(st["l2"].mean()), "mean_linf": float(st["linf"].mean()),
             "mean_steps": float(np.mean(st["steps"])), "n_failed": int(np.sum(st["failed"])),
             "seconds": seconds, "images_per_second": len(clean_pred) / max(seconds, 1e-9), **extra}

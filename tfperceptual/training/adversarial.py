@@ -24,6 +24,7 @@ import keras
 import tensorflow as tf
 
 from ..attacks.base import Attack
+from ..attacks.objectives import attack_loss
 from ..models.adapter import LogitsModel
 from ..validation import check_choice, check_real
 
@@ -62,7 +63,9 @@ class AdversarialTraining(keras.Model):
             :class:`~tfperceptual.attacks.PGAP` with the exact solver).
         method: ``"madry"`` or ``"trades"``.
         beta: TRADES' β ≥ 0 (6.0 in Zhang et al.); only with ``"trades"``.
-        adversarial_fraction: f in (0, 1], the weight of the adversarial loss (``"madry"``).
+        adversarial_fraction: f in (0, 1], the weight of the adversarial loss (``"madry"``): a loss weight
+            over the whole batch (with f < 1 every image is seen both clean and attacked), not a fraction of
+            the batch that is attacked.
 
     Attributes:
         classifier: the user's model (save it: ``wrapper.classifier.save("robust.keras")``).
@@ -74,8 +77,14 @@ class AdversarialTraining(keras.Model):
         TypeError: ``attack`` is not an :class:`Attack`, or is not graph-pure (a Foolbox wrapper, PGAP with
             CVXPY).
         ValueError: the attack was built on another model; an unknown method; β < 0; f outside (0, 1];
-            ``"trades"`` with an attack that does not maximise the KL term; labels of the wrong shape (at the
-            first batch) or outside [0, K) (an ``InvalidArgumentError`` at the first such batch).
+            ``"trades"`` with an attack that does not maximise the KL term (``loss="kl"``) or with f < 1;
+            ``beta`` given with ``"madry"``; labels of the wrong shape (at the first batch).
+        tf.errors.InvalidArgumentError: labels that are not integers or lie outside [0, K), at the first
+            such batch — except in a step that Keras compiles with XLA (``jit_compile=True``, its default on a
+            GPU without a strategy), where the assertion is compiled away and such labels give a NaN or
+            meaningless loss: check labels before training there.
+
+    TRADES' KL term is an unweighted batch mean (``sample_weight`` / ``class_weight`` weigh the CE term only).
     """
 
     def __init__(self, model, attack, method="madry", beta=6.0, adversarial_fraction=1.0, **kwargs):
@@ -109,6 +118,7 @@ class AdversarialTraining(keras.Model):
         object.__setattr__(self, "_logits", attack.model)  # a view of the classifier: no weights of its own
         self.num_classes = attack.num_classes
         self.image_shape = attack.input_shape
+        self._step_seed = bool(getattr(attack, "takes_step_seed", False))
         self.built = True  # its weights are the classifier's, which exist already
 
     # ------------------------------------------------------------------ Keras
@@ -148,15 +158,16 @@ class AdversarialTraining(keras.Model):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         labels = self._labels(y)
         x = tf.cast(x, tf.float32)
-        x_adv = tf.stop_gradient(self.attack.perturb(x, labels))
+        # a norm-ball attack folds the step count into its random start: fresh noise for a batch seen again
+        extra = {"step": self.optimizer.iterations} if self._step_seed else {}
+        x_adv = tf.stop_gradient(self.attack.perturb(x, labels, **extra))
         f = self.adversarial_fraction
         with tf.GradientTape() as tape:
             logits_adv = self(x_adv, training=True)
             if self.method == "trades":
                 logits = self(x, training=True)
                 loss = self.compute_loss(x=x, y=labels, y_pred=logits, sample_weight=sample_weight)
-                kl = tf.reduce_sum(tf.nn.softmax(logits) * (tf.nn.log_softmax(logits) - tf.nn.log_softmax(logits_adv)),
-                                   -1)
+                kl = attack_loss(logits_adv, labels, loss="kl", reference_logits=logits)  # KL(f(x) ‖ f(x_adv))
                 loss += self.beta * _per_replica(tf.reduce_mean(kl))
             else:
                 loss = self.compute_loss(x=x_adv, y=labels, y_pred=logits_adv, sample_weight=sample_weight)
