@@ -39,14 +39,16 @@ def test_mnist_robust_model_on_the_shipped_sample():
 
 
 #: measured on these 200 images: clean / robust (ε = 0.5) — standard 0.865 / 0.12, ℓ2-robust 0.785 / 0.565,
-#: SSIM-robust SSIM_SUBSET
-@pytest.mark.parametrize("name,clean,robust", [("cifar10_cnn_robust", 0.75, 0.50), ("cifar10_cnn_ssim_robust", 0.0, 0.0)])
+#: SSIM-robust 0.825 / 0.415
+@pytest.mark.parametrize("name,clean,robust", [("cifar10_cnn_robust", 0.75, 0.50), ("cifar10_cnn_ssim_robust", 0.80, 0.35)])
 def test_cifar10_robust_models_on_a_balanced_subset(name, clean, robust):
     x, y = _cifar_subset(200)
     model = getattr(zoo, name)()
     assert model.input_shape == (None, 32, 32, 3) and model.output_shape == (None, 10)
     assert np.mean(np.argmax(model.predict(x, verbose=0), -1) == y) >= clean
-    assert _robust_accuracy(model, x, y, 0.5) >= robust
+    ra = _robust_accuracy(model, x, y, 0.5)
+    assert ra >= robust
+    assert ra > 0.12 + 0.2  # the standard model: 0.12
 
 
 @pytest.mark.slow
