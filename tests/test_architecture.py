@@ -18,7 +18,7 @@ LEVELS = [
     ("tfperceptual.datasets", 1), ("tfperceptual.registry", 1),
     ("tfperceptual.models", 2),
     ("tfperceptual.attacks", 3), ("tfperceptual.explain", 3),
-    ("tfperceptual.evaluation", 4), ("tfperceptual.training", 4),
+    ("tfperceptual.evaluation", 4), ("tfperceptual.training", 4), ("tfperceptual.baselines", 4),
     ("tfperceptual.protocols", 5), ("tfperceptual.callbacks", 5),
     ("tfperceptual.cli", 6),
 ]
