@@ -19,11 +19,13 @@ K = 5
 ATTACK_OPTIONS = {"fpgap": dict(eps=0.2, steps=3), "pgap": dict(eps=0.2, steps=3), "fgsm": dict(eps=0.05),
                   "fgm": dict(eps=0.5), "pgd": dict(eps=0.05, steps=3, seed=0), "pgd_l2": dict(eps=0.5, steps=3, seed=0),
                   "linf_pgd": dict(eps=0.05, steps=3, seed=0), "l2_pgd": dict(eps=0.5, steps=3, seed=0),
-                  "fgsm_rs": dict(eps=0.05, seed=0)}
+                  "fgsm_rs": dict(eps=0.05, seed=0), "l1q_fw": dict(eps=2.0, q=0.1, steps=3, seed=0),
+                  "l2_fw": dict(eps=0.5, steps=3)}
 EXPLAINER_OPTIONS = {"perceptual_ball": dict(layers=[0], lambda_perceptual=1.0, steps=3),
                      "perceptual_ball_guided": dict(layers=[0], lambda_perceptual=1.0, steps=3),
                      "noper": dict(steps=3), "saliency": {}, "smoothgrad": dict(samples=2, seed=0), "gradcam": {},
-                     "gradcam++": {}, "scorecam": dict(max_N=2)}
+                     "gradcam++": {}, "scorecam": dict(max_N=2),
+                     "counterfactual": dict(norm="l1q", eps=2.0, q=0.1, steps=3, mode="label")}
 
 
 def _layers(head):
@@ -158,7 +160,7 @@ def test_attacks_that_are_not_graph_pure_say_so(name, models, data):
         attack.perturb(tf.constant(data[0]), tf.constant(data[1]))
 
 
-@pytest.mark.parametrize("name", ["fpgap", "pgap"])
+@pytest.mark.parametrize("name", ["fpgap", "pgap", "l1q_fw", "l2_fw"])
 def test_perturb_runs_inside_a_keras_train_step(name, models, data):
     """Adversarial training in Model.fit: train_step calls attack.perturb at the current weights."""
     x, y = data

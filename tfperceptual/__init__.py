@@ -19,7 +19,8 @@ __version__ = "0.3.0"
 _EXPORTS = {
     # attacks
     **dict.fromkeys(("Attack", "AttackResult", "ZeroGradientWarning", "PGAP", "FPGAP", "SSIMBallAttack",
-                     "PGAP_SOLVERS", "pgap_solvers", "NormBallPGD", "LinfPGD", "L2PGD", "RandomStartFGSM", "FoolboxAttack",
+                     "PGAP_SOLVERS", "pgap_solvers", "NormBallPGD", "LinfPGD", "L2PGD", "RandomStartFGSM", "FrankWolfeAttack",
+                     "L1QFrankWolfe", "L2FrankWolfe", "FoolboxAttack",
                      "FOOLBOX_ATTACKS", "FGSM", "FGM", "PGD", "PGD_L2", "ATTACKS", "ATTACK_NAMES", "build_attack",
                      "register_attack", "LOSSES", "PGD_LOSSES", "attack_loss", "margin"), "tfperceptual.attacks"),
     # training
@@ -28,7 +29,8 @@ _EXPORTS = {
     **dict.fromkeys(("Explainer", "Explanation", "EXPLAINERS", "build_explainer", "register_explainer",
                      "PerceptualBall", "NoPer", "GuidedPerceptualBall", "perturbation_saliency", "Saliency",
                      "SmoothGrad", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "METHODS", "saliency_fn", "saliency_maps",
-                     "gradcam_plus_plus", "gradcam_plus_plus_fn"), "tfperceptual.explain"),
+                     "gradcam_plus_plus", "gradcam_plus_plus_fn", "Counterfactual", "ProbeResult", "probe_concepts",
+                     "matched_l1_eps"), "tfperceptual.explain"),
     # models
     **dict.fromkeys(("LogitsModel", "as_logits_model", "to_functional", "input_shape_of", "NotDifferentiableError",
                      "activation_layers", "feature_model", "penultimate_conv_layer", "class_margin", "class_score",

@@ -1,5 +1,6 @@
 """Attacks: the :class:`Attack` contract, PGAP and FPGAP (the project's graph-pure SSIM-ball attacks),
-LinfPGD, L2PGD and RandomStartFGSM (its graph-pure norm-ball attacks, for adversarial training), the
+LinfPGD, L2PGD and RandomStartFGSM (its graph-pure norm-ball attacks, for adversarial training),
+L1QFrankWolfe and L2FrankWolfe (sparse ℓ1-q / ℓ2 Frank–Wolfe perturbations), the
 Foolbox baselines, attack objectives and the registry (:data:`ATTACKS`, :func:`build_attack`)."""
 
 from .base import Attack, AttackResult, ZeroGradientWarning
@@ -7,6 +8,7 @@ from .objectives import LOSSES, PGD_LOSSES, attack_loss, margin
 from .registry import ATTACKS, attack_names, build_attack, register_attack
 from .ssim_ball import FPGAP, PGAP, PGAP_SOLVERS, SSIMBallAttack, pgap_solvers
 from .pgd import L2PGD, LinfPGD, NormBallPGD, RandomStartFGSM  # noqa: E402,I001
+from .frank_wolfe import FrankWolfeAttack, L1QFrankWolfe, L2FrankWolfe  # noqa: E402,I001
 from .foolbox import FGM, FGSM, FOOLBOX_ATTACKS, PGD, PGD_L2, FoolboxAttack  # noqa: E402,I001 (registration order)
 
 #: the built-in attack names, in the order of the comparison tables (a snapshot at import; attack_names()
@@ -14,5 +16,6 @@ from .foolbox import FGM, FGSM, FOOLBOX_ATTACKS, PGD, PGD_L2, FoolboxAttack  # n
 ATTACK_NAMES = attack_names()
 
 __all__ = ["Attack", "AttackResult", "ZeroGradientWarning", "SSIMBallAttack", "PGAP", "FPGAP", "PGAP_SOLVERS",
-           "pgap_solvers", "NormBallPGD", "LinfPGD", "L2PGD", "RandomStartFGSM", "FoolboxAttack", "FGSM", "FGM", "PGD", "PGD_L2", "FOOLBOX_ATTACKS", "ATTACKS", "ATTACK_NAMES",
+           "pgap_solvers", "NormBallPGD", "LinfPGD", "L2PGD", "RandomStartFGSM", "FrankWolfeAttack", "L1QFrankWolfe", "L2FrankWolfe",
+           "FoolboxAttack", "FGSM", "FGM", "PGD", "PGD_L2", "FOOLBOX_ATTACKS", "ATTACKS", "ATTACK_NAMES",
            "attack_names", "build_attack", "register_attack", "LOSSES", "PGD_LOSSES", "attack_loss", "margin"]

@@ -30,6 +30,11 @@ class Explanation:
         converged: (B,) bool, the optimiser's own convergence flag.
         evaluations: number of batch evaluations of the loss and gradient.
         layers: the intermediate layers used (perceptual ball).
+        perturbation: (B, H, W, C) float32, x′ − x (counterfactuals).
+        target: (B,) int64, the class the perturbation makes more likely (counterfactuals).
+        predicted, perturbed_predicted: (B,) int64, the model's top-1 at x and at x′ (counterfactuals).
+        confidence: dict of (B,) float32 softmax probabilities before / after (counterfactuals: see
+            :class:`~tfperceptual.explain.Counterfactual`).
     """
 
     saliency: np.ndarray
@@ -41,6 +46,11 @@ class Explanation:
     converged: np.ndarray | None = None
     evaluations: int = 0
     layers: list = field(default_factory=list)
+    perturbation: np.ndarray | None = None
+    target: np.ndarray | None = None
+    predicted: np.ndarray | None = None
+    perturbed_predicted: np.ndarray | None = None
+    confidence: dict | None = None
 
 
 class Explainer(abc.ABC):
