@@ -46,7 +46,8 @@ _EXPORTS = {
                      "evaluate", "per_image_counts", "aggregate", "confusion_counts", "DEFAULT_NOISE_THRESHOLDS",
                      "deletion_insertion", "auc", "normalise_maps", "threshold_grids", "largest_component_box",
                      "box_iou", "weak_localisation", "weak_localisation_success", "pointing_game",
-                     "cascading_randomization", "cascade_input_dependence", "MID_GREY"), "tfperceptual.evaluation"),
+                     "cascading_randomization", "cascade_input_dependence", "MID_GREY", "changed_fraction",
+                     "hoyer_sparsity", "wilson_interval"), "tfperceptual.evaluation"),
     # protocols
     "compare": "tfperceptual.protocols.compare",
     **dict.fromkeys(("run_sweep", "interpolate_at", "matched_table", "run_localize", "calibrate_eps",

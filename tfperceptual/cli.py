@@ -1,4 +1,4 @@
-"""Command-line interface: ``tfperceptual compare | localize | benchmark``.
+"""Command-line interface: ``tfperceptual compare | localize | benchmark | counterfactual | probe``.
 
 * Bad arguments — and data or models that do not fit them — print **one line** naming the argument and
   what is expected, and exit with status 2 (``--debug`` shows the traceback instead).
@@ -391,6 +391,93 @@ def _benchmark(args):
     return 0
 
 
+def _cf_model(args, family):
+    """The model of ``counterfactual`` / ``probe`` (default: the robust zoo model) and the optional judge."""
+    from .protocols.presets import counterfactual_model
+
+    if args.model is None:
+        if family == "custom":
+            raise UsageError("--model", "required with an .npz --data file (a .keras model taking pixels in [0, 1])")
+        model, name = counterfactual_model(family)
+    else:
+        model, name, _ = _load_model(args.model, family)
+    judge = None
+    if args.judge is not None:
+        judge, _, _ = _load_model(args.judge, "custom")
+    return model, name, judge
+
+
+def _cf_eps(args, family):
+    from .protocols.presets import COUNTERFACTUAL_EPS
+
+    if args.eps is not None:
+        return args.eps
+    if family not in COUNTERFACTUAL_EPS:
+        raise UsageError("--eps", "required with an .npz --data file (the ℓ2 budget; ℓ1-q gets ε √d)")
+    return COUNTERFACTUAL_EPS[family]
+
+
+def _counterfactual(args):
+    from .models import class_names
+    from .protocols.counterfactuals import run_counterfactuals
+    from .protocols.presets import COUNTERFACTUAL_POOL
+
+    norms = _names(args.norms, ("l1q", "l2"), "--norms")
+    family = _family(args.data)
+    pool = args.pool if args.pool is not None else COUNTERFACTUAL_POOL.get(family, 1000)
+    if family == "custom":
+        x, y = _read_npz(args.data)
+        x, y = x[:pool], y[:pool]
+    else:
+        x, y = _load_data(args.data, pool)
+    model, model_name, judge = _cf_model(args, family)
+    _check_fit(model, x, y, model_name, args.data)
+    if judge is not None:
+        _check_fit(judge, x, y, args.judge, args.data)
+    try:
+        run_counterfactuals(model, x, y, norms=norms, mode=args.mode, eps=_cf_eps(args, family), eps_l1=args.eps_l1,
+                            q=args.q, steps=args.steps, n=args.n, errors_only=not args.all_images, out_dir=args.out,
+                            data_name=family, model_name=model_name,
+                            class_names=class_names(family) if family != "custom" else None, judge=judge,
+                            progress=not args.no_progress, seed=args.seed, batch_size=args.batch_size, c=args.c,
+                            box=args.box)
+    except ValueError as e:
+        if "no error" in str(e):
+            raise UsageError("--n", f"{e}") from None
+        raise
+    print(open(os.path.join(args.out, "report.md"), encoding="utf-8").read())
+    return 0
+
+
+def _probe(args):
+    from .models import as_logits_model, class_names
+    from .protocols.counterfactuals import run_probe
+    from .protocols.presets import PROBE_CLASSES
+
+    family = args.data
+    model, model_name, judge = _cf_model(args, family)
+    try:
+        num_classes = as_logits_model(model).num_classes
+    except (ValueError, TypeError) as e:
+        raise UsageError("--model", str(e)) from None
+    if args.classes is None:
+        classes = [k for k in PROBE_CLASSES[family] if k < num_classes]
+    else:
+        try:
+            classes = [int(t) for t in args.classes.split(",") if t.strip()]
+        except ValueError:
+            raise UsageError("--classes", f"expected comma-separated class indices, got {args.classes!r}") from None
+        bad = [k for k in classes if not 0 <= k < num_classes]
+        if bad or not classes:
+            raise UsageError("--classes", f"{bad or 'empty list'}: classes must lie in [0, {num_classes})")
+    run_probe(model, classes, n_per_class=args.n_per_class, eps=_cf_eps(args, family), eps_l1=args.eps_l1, q=args.q,
+              steps=args.steps, out_dir=args.out, data_name=family, model_name=model_name,
+              class_names=class_names(family), judge=judge, progress=not args.no_progress, seed=args.seed,
+              c=args.c, box=args.box)
+    print(open(os.path.join(args.out, "report.md"), encoding="utf-8").read())
+    return 0
+
+
 # ----------------------------------------------------------------------------- parser
 class _FMT(argparse.HelpFormatter):
     """Help with each option's default, unless the help already says it or there is none to show."""
@@ -500,6 +587,57 @@ def _benchmark_parser(sub, methods, benchmarks, blurs):
     _common(be, "runs/benchmark")
 
 
+def _fw_options(p):
+    p.add_argument("--eps", type=_float(0, None, low_open=True), default=None,
+                   help="ℓ2 budget ε₂ (pixels in [0, 1]; default: 3 MNIST, 2 CIFAR-10, 10 ImageNet)")
+    p.add_argument("--eps-l1", type=_float(0, None, low_open=True), default=None,
+                   help="ℓ1-q budget (default: the paper's matched ε₂ √d)")
+    p.add_argument("--q", type=_float(0, 1, low_open=True), default=0.05,
+                   help="fraction of entries an ℓ1-q step modifies (the authors' q is 1 − this)")
+    p.add_argument("--steps", type=_int(1), default=30, help="Frank–Wolfe steps")
+    p.add_argument("--c", type=_float(0, None, low_open=True), default=2.0, help="FW step size γ_k = c / (c + k)")
+    p.add_argument("--box", choices=("exact", "clip", "none"), default="exact",
+                   help="pixel box: each step solved over it (exact), iterates clipped (the authors' code), or none")
+    p.add_argument("--judge", default=None,
+                   help="an independent .keras classifier that reads the perturbed images (fraction it assigns to "
+                        "the target, with a 95 %% Wilson interval)")
+    p.add_argument("--model", default=None,
+                   help="a .keras model taking pixels in [0, 1] (default: the robust zoo model of --data; ImageNet: "
+                        "the standard MobileNet, the only one offline)")
+
+
+def _counterfactual_parser(sub):
+    cf = sub.add_parser("counterfactual", formatter_class=_FMT,
+                        help="sparse ℓ1-q / ℓ2 Frank–Wolfe counterfactuals of the model's errors (Fig. 2)",
+                        description="Roberts & Tsiligkaridis (2021): perturb misclassified images toward the "
+                                    "prediction (why this mistake?) or the label (what would correct it?).")
+    cf.add_argument("--data", default="mnist", help="mnist | cifar10 | imagenet | PATH.npz (with --model and --eps)")
+    cf.add_argument("--mode", choices=("prediction", "label"), default="prediction",
+                    help="target: the model's prediction or the true label")
+    cf.add_argument("--norms", default="l1q,l2", help="comma-separated subset of l1q,l2")
+    cf.add_argument("--n", type=_int(1), default=16, help="images to explain (the first N errors)")
+    cf.add_argument("--pool", type=_int(1), default=None,
+                    help="images scanned for errors (default: 1000; ImageNet 300)")
+    cf.add_argument("--all-images", action="store_true",
+                    help="with --mode label: explain the first N images, not only errors")
+    cf.add_argument("--batch-size", type=_int(1), default=32, help="images per graph call and cache entry")
+    _fw_options(cf)
+    _common(cf, "runs/counterfactual")
+
+
+def _probe_parser(sub):
+    pr = sub.add_parser("probe", formatter_class=_FMT,
+                        help="concept probes: the model draws each class on noise, ℓ1-q and ℓ2 (Fig. 3)",
+                        description="Roberts & Tsiligkaridis (2021) Sec. 3.2: label-targeted Frank–Wolfe "
+                                    "perturbations of noise toward each class.")
+    pr.add_argument("--data", default="mnist", choices=("mnist", "cifar10", "imagenet"), help="dataset family")
+    pr.add_argument("--classes", default=None,
+                    help="comma-separated class indices (default: all ten; ImageNet: 1,9,30,483,951,963,980,985)")
+    pr.add_argument("--n-per-class", type=_int(1), default=1, help="probes per class")
+    _fw_options(pr)
+    _common(pr, "runs/probe")
+
+
 def build_parser():
     """The argument parser (imports the registries, so TensorFlow: call after the quiet start-up)."""
     from .attacks import attack_names, pgap_solvers
@@ -515,10 +653,13 @@ def build_parser():
     _compare_parser(sub, ",".join(PAPER_ATTACKS), ",".join(attack_names()), pgap_solvers())
     _localize_parser(sub, ",".join(PAPER_ATTACKS), ",".join(attack_names()))
     _benchmark_parser(sub, METHOD_NAMES, BENCHMARKS, INSERTION_BLURS)
+    _counterfactual_parser(sub)
+    _probe_parser(sub)
     return p
 
 
-_COMMANDS = {"compare": _compare, "localize": _localize, "benchmark": _benchmark}
+_COMMANDS = {"compare": _compare, "localize": _localize, "benchmark": _benchmark,
+             "counterfactual": _counterfactual, "probe": _probe}
 
 
 def main(argv=None):

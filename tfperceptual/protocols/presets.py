@@ -12,7 +12,8 @@ from ..models import zoo
 
 __all__ = ["DATASETS", "PAPER_ATTACKS", "ZOO_MODELS", "DEFAULT_EPS_GRIDS", "EPS_GRIDS_BY_DATA", "EPS_UNITS", "PAPER_TABLES",
            "PAPER_TABLE_I", "PAPER_TABLE_1", "PAPER_TABLE_2", "PB_DEFAULTS", "BENCHMARKS", "BOX_BENCHMARKS",
-           "default_benchmarks", "eps_grid", "eps_unit", "zoo_model", "LOCALIZE_TABLE_THRESHOLD"]
+           "default_benchmarks", "eps_grid", "eps_unit", "zoo_model", "LOCALIZE_TABLE_THRESHOLD",
+           "COUNTERFACTUAL_MODELS", "COUNTERFACTUAL_EPS", "COUNTERFACTUAL_POOL", "PROBE_CLASSES", "counterfactual_model"]
 
 #: datasets the commands know by name (``--data``); anything else must be an ``.npz`` file
 DATASETS = ("mnist", "mnist-test", "cifar10", "imagenet")
@@ -117,4 +118,28 @@ def eps_grid(attack, family="mnist"):
 def zoo_model(family):
     """``(model, name)`` of the zoo model of a dataset family (``mnist``, ``cifar10``, ``imagenet``)."""
     build = ZOO_MODELS[family]
+    return build(), f"tfperceptual zoo.{build.__name__}"
+
+
+#: the default model of ``counterfactual`` / ``probe``: the method is about robust classifiers (the paper), so the
+#: adversarially trained zoo models where they exist; ImageNet has only the standard MobileNet offline
+COUNTERFACTUAL_MODELS = {"mnist": zoo.mnist_cnn_robust, "cifar10": zoo.cifar10_cnn_robust,
+                         "imagenet": zoo.imagenet_mobilenet}
+
+#: default ℓ2 budget ε₂ of ``counterfactual`` / ``probe`` (the ℓ1-q budget is ε₂ √d): where the ℓ2-robust
+#: models reach most targets (docs/results.md, "Sparse counterfactuals")
+COUNTERFACTUAL_EPS = {"mnist": 3.0, "cifar10": 2.0, "imagenet": 10.0}
+
+#: images scanned for the model's errors by ``counterfactual`` (the first N; CIFAR-10 class-balanced)
+COUNTERFACTUAL_POOL = {"mnist": 1000, "cifar10": 1000, "imagenet": 300}
+
+#: default classes of ``probe``: every class of the small datasets; a few distinct ImageNet ones (goldfish,
+#: ostrich, bullfrog, castle, lemon, pizza, volcano, daisy)
+PROBE_CLASSES = {"mnist": tuple(range(10)), "cifar10": tuple(range(10)),
+                 "imagenet": (1, 9, 30, 483, 951, 963, 980, 985)}
+
+
+def counterfactual_model(family):
+    """``(model, name)``: the default model of ``counterfactual`` / ``probe`` for a dataset family."""
+    build = COUNTERFACTUAL_MODELS[family]
     return build(), f"tfperceptual zoo.{build.__name__}"
