@@ -1,4 +1,5 @@
-"""Math of the SSIM ball, the ℓ1 / ℓ2 balls and their linear oracles (TensorFlow, NumPy, CVXPY; never Keras or tfperceptual).
+"""Math of the SSIM ball, the ℓ1 / ℓ2 balls and their linear oracles (TensorFlow, NumPy, CVXPY; never Keras or
+tfperceptual).
 
 Modules: :mod:`~solvers.ssim_ball` (geometry), :mod:`~solvers.rows` (channel ↔ row reshapes),
 :mod:`~solvers.oracles` (the :class:`LinearOracle` interface, the three SSIM-ball oracles and the NumPy
@@ -10,14 +11,14 @@ conditional-gradient loop), :mod:`~solvers.checks` (option checks).
 
 from .checks import check_choice, check_positive_int, check_real
 from .exact import GAP_TOL, ExactResult, solve_exact
-from .oracles import (ClosedFormSSIMOracle, CvxpySSIMOracle, ExactSSIMOracle, LinearOracle, OracleResult,
-                      SSIMBallOracle, maximize_linear_over_ssim_ball, ssim_ball_oracle)
 from .frank_wolfe import FW_BOXES, frank_wolfe
 from .norm_balls import L1BoxOracle, L1QOracle, L2BoxOracle, L2Oracle, NormBallOracle, cvxpy_norm_ball
+from .oracles import (ClosedFormSSIMOracle, CvxpySSIMOracle, ExactSSIMOracle, LinearOracle, OracleResult,
+                      SSIMBallOracle, maximize_linear_over_ssim_ball, ssim_ball_oracle)
 from .qcqp_cvxpy import SolverError, solve_qcqp_batch
 from .rows import from_rows, merge_channels, split_channels, to_rows
-from .ssim_ball import (C1, C2, SSIMBall, ball_parameters, check_eps, global_ssim, luminance_similarity,
-                        ssim_ball, structure_similarity)
+from .ssim_ball import (C1, C2, SSIMBall, ball_parameters, check_eps, global_ssim, luminance_similarity, ssim_ball,
+                        structure_similarity)
 
 __all__ = [
     "maximize_linear_over_ssim_ball", "LinearOracle", "OracleResult", "SSIMBallOracle", "ExactSSIMOracle",

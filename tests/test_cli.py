@@ -31,6 +31,10 @@ def files(tmp_path_factory):
 
     inp = keras.Input((28, 28, 1))
     keras.Model(inp, keras.layers.Dense(10)(keras.layers.Flatten()(inp))).save(d / "dense_only.keras")
+    sample = np.load(os.path.join(os.path.dirname(MNIST_MODEL), "mnist_test_sample.npz"))
+    x, y = sample["images"][:8, ..., None], sample["labels"][:8]
+    keep = np.argmax(mnist_cnn()(x.astype(np.float32) / 255.0).numpy(), -1) == y  # the model's correct images
+    np.savez(d / "no_errors.npz", images=x[keep], labels=y[keep])
     (d / "corrupt.npz").write_bytes(b"PK\x03\x04 truncated")
     (d / "corrupt.keras").write_bytes(b"not a zip at all")
     with zipfile.ZipFile(d / "bad_config.keras", "w") as z:
@@ -83,6 +87,24 @@ BAD = [
     (["benchmark", "--data", "mnist", "--methods", "gradcam@x"], "--methods", "bad σ"),
     (["benchmark", "--data", "svhn"], "--data", "invalid choice"),
     (["benchmark", "--data", "mnist", "--layers", "a:b"], "--layers", "a:b"),
+    (["counterfactual", "--norms", "l1q,l3"], "--norms", "l3"),
+    (["counterfactual", "--q", "0"], "--q", "(0, 1]"),
+    (["counterfactual", "--q", "1.5"], "--q", "(0, 1]"),
+    (["counterfactual", "--eps", "0"], "--eps", "(0, inf]"),
+    (["counterfactual", "--steps", "0"], "--steps", "≥ 1"),
+    (["counterfactual", "--c", "-2"], "--c", "(0, inf]"),
+    (["counterfactual", "--mode", "both"], "--mode", "invalid choice"),
+    (["counterfactual", "--box", "restore"], "--box", "invalid choice"),
+    (["counterfactual", "--model", "{d}/corrupt.keras"], "--model", "not a .keras"),
+    (["counterfactual", "--judge", "{d}/missing.keras"], "--judge", "not found"),
+    (["counterfactual", "--data", "{d}/rgb.npz", "--model", MNIST_MODEL], "--data", "do not fit"),
+    (["counterfactual", "--data", "{d}/labels_11.npz", "--model", MNIST_MODEL], "--data", "10 classes"),
+    (["counterfactual", "--data", "{d}/no_errors.npz", "--model", MNIST_MODEL, "--eps", "1"], "--n", "no error"),
+    (["counterfactual", "--data", "{d}/no_errors.npz", "--model", MNIST_MODEL], "--eps", "required"),
+    (["probe", "--classes", "1,12"], "--classes", "[0, 10)"),
+    (["probe", "--classes", "a"], "--classes", "indices"),
+    (["probe", "--data", "svhn"], "--data", "invalid choice"),
+    (["probe", "--n-per-class", "0"], "--n-per-class", "≥ 1"),
 ]
 
 
@@ -139,7 +161,7 @@ def test_the_library_leaves_logging_and_warning_filters_alone():
 
 
 def test_help_describes_every_option_with_its_default(run_cli):
-    for command in ("compare", "localize", "benchmark"):
+    for command in ("compare", "localize", "benchmark", "counterfactual", "probe"):
         code, out, _ = run_cli([command, "--help"])
         assert code == 0
         options = [line.strip() for line in out.split("options:")[1].splitlines() if line.strip().startswith("--")]

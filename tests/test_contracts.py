@@ -20,7 +20,8 @@ ATTACK_OPTIONS = {"fpgap": dict(eps=0.2, steps=3), "pgap": dict(eps=0.2, steps=3
                   "fgm": dict(eps=0.5), "pgd": dict(eps=0.05, steps=3, seed=0), "pgd_l2": dict(eps=0.5, steps=3, seed=0),
                   "linf_pgd": dict(eps=0.05, steps=3, seed=0), "l2_pgd": dict(eps=0.5, steps=3, seed=0),
                   "fgsm_rs": dict(eps=0.05, seed=0), "l1q_fw": dict(eps=2.0, q=0.1, steps=3, seed=0),
-                  "l2_fw": dict(eps=0.5, steps=3)}
+                  "l2_fw": dict(eps=0.5, steps=3), "sparse_l1": dict(eps=2.0, steps=3),
+                  "ead": dict(eps=5.0, steps=5, binary_search_steps=2)}
 EXPLAINER_OPTIONS = {"perceptual_ball": dict(layers=[0], lambda_perceptual=1.0, steps=3),
                      "perceptual_ball_guided": dict(layers=[0], lambda_perceptual=1.0, steps=3),
                      "noper": dict(steps=3), "saliency": {}, "smoothgrad": dict(samples=2, seed=0), "gradcam": {},

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from solvers.norm_balls import (L1BoxOracle, L1QOracle, L2BoxOracle, L2Oracle, cvxpy_norm_ball, l1q_count,
-                                l1q_step)
+from solvers.norm_balls import L1BoxOracle, L1QOracle, L2BoxOracle, L2Oracle, cvxpy_norm_ball, l1q_count, l1q_step
 
 
 def _instances(n_inst, seed=0):

@@ -21,7 +21,7 @@ _EXPORTS = {
     **dict.fromkeys(("Attack", "AttackResult", "ZeroGradientWarning", "PGAP", "FPGAP", "SSIMBallAttack",
                      "PGAP_SOLVERS", "pgap_solvers", "NormBallPGD", "LinfPGD", "L2PGD", "RandomStartFGSM", "FrankWolfeAttack",
                      "L1QFrankWolfe", "L2FrankWolfe", "FoolboxAttack",
-                     "FOOLBOX_ATTACKS", "FGSM", "FGM", "PGD", "PGD_L2", "ATTACKS", "ATTACK_NAMES", "build_attack",
+                     "FOOLBOX_ATTACKS", "FGSM", "FGM", "PGD", "PGD_L2", "SparseL1Descent", "EAD", "ATTACKS", "ATTACK_NAMES", "build_attack",
                      "register_attack", "LOSSES", "PGD_LOSSES", "attack_loss", "margin"), "tfperceptual.attacks"),
     # training
     **dict.fromkeys(("AdversarialTraining",), "tfperceptual.training"),

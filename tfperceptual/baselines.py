@@ -9,6 +9,6 @@ project's own graph-pure attacks of the same kind, for adversarial training, are
 :class:`~tfperceptual.attacks.RandomStartFGSM` (``linf_pgd``, ``l2_pgd``, ``fgsm_rs``).
 """
 
-from .attacks.foolbox import FGM, FGSM, FOOLBOX_ATTACKS, PGD, PGD_L2, FoolboxAttack
+from .attacks.foolbox import EAD, FGM, FGSM, FOOLBOX_ATTACKS, PGD, PGD_L2, FoolboxAttack, SparseL1Descent
 
-__all__ = ["FoolboxAttack", "FGSM", "FGM", "PGD", "PGD_L2", "FOOLBOX_ATTACKS"]
+__all__ = ["FoolboxAttack", "FGSM", "FGM", "PGD", "PGD_L2", "SparseL1Descent", "EAD", "FOOLBOX_ATTACKS"]

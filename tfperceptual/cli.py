@@ -219,8 +219,9 @@ def _load_data(spec, n, boxes=False):
     return (x, y, box) if boxes else (x, y)
 
 
-def _load_model(path, family):
-    """``(model, name, is_zoo)``: the ``--model`` file, or the zoo model of the data family."""
+def _load_model(path, family, argument="--model"):
+    """``(model, name, is_zoo)``: the ``--model`` file (``argument`` names it in errors), or the zoo model of the
+    data family."""
     import keras
 
     from .protocols.presets import zoo_model
@@ -231,14 +232,14 @@ def _load_model(path, family):
         model, name = zoo_model(family)
         return model, name, True
     if not os.path.exists(path):
-        raise UsageError("--model", f"file not found: {path!r}")
+        raise UsageError(argument, f"file not found: {path!r}")
     if os.path.isdir(path) or not zipfile.is_zipfile(path):
-        raise UsageError("--model", f"{path!r} is not a .keras model file (a zip archive written by model.save)")
+        raise UsageError(argument, f"{path!r} is not a .keras model file (a zip archive written by model.save)")
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as e:  # noqa: BLE001 - Keras raises many kinds; all mean "not loadable"
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError("--model", f"cannot load {path!r} as a Keras model: {first}") from None
+        raise UsageError(argument, f"cannot load {path!r} as a Keras model: {first}") from None
     return model, path, False
 
 
@@ -403,7 +404,7 @@ def _cf_model(args, family):
         model, name, _ = _load_model(args.model, family)
     judge = None
     if args.judge is not None:
-        judge, _, _ = _load_model(args.judge, "custom")
+        judge, _, _ = _load_model(args.judge, "custom", "--judge")
     return model, name, judge
 
 
@@ -433,7 +434,10 @@ def _counterfactual(args):
     model, model_name, judge = _cf_model(args, family)
     _check_fit(model, x, y, model_name, args.data)
     if judge is not None:
-        _check_fit(judge, x, y, args.judge, args.data)
+        try:
+            _check_fit(judge, x, y, args.judge, args.data)
+        except UsageError as e:
+            raise UsageError("--judge", str(e).split(": ", 1)[1]) from None
     try:
         run_counterfactuals(model, x, y, norms=norms, mode=args.mode, eps=_cf_eps(args, family), eps_l1=args.eps_l1,
                             q=args.q, steps=args.steps, n=args.n, errors_only=not args.all_images, out_dir=args.out,

@@ -9,7 +9,7 @@ from .registry import ATTACKS, attack_names, build_attack, register_attack
 from .ssim_ball import FPGAP, PGAP, PGAP_SOLVERS, SSIMBallAttack, pgap_solvers
 from .pgd import L2PGD, LinfPGD, NormBallPGD, RandomStartFGSM  # noqa: E402,I001
 from .frank_wolfe import FrankWolfeAttack, L1QFrankWolfe, L2FrankWolfe  # noqa: E402,I001
-from .foolbox import FGM, FGSM, FOOLBOX_ATTACKS, PGD, PGD_L2, FoolboxAttack  # noqa: E402,I001 (registration order)
+from .foolbox import EAD, FGM, FGSM, FOOLBOX_ATTACKS, PGD, PGD_L2, FoolboxAttack, SparseL1Descent  # noqa: E402,I001 (registration order)
 
 #: the built-in attack names, in the order of the comparison tables (a snapshot at import; attack_names()
 #: and ATTACKS are live and include attacks registered later)
@@ -17,5 +17,5 @@ ATTACK_NAMES = attack_names()
 
 __all__ = ["Attack", "AttackResult", "ZeroGradientWarning", "SSIMBallAttack", "PGAP", "FPGAP", "PGAP_SOLVERS",
            "pgap_solvers", "NormBallPGD", "LinfPGD", "L2PGD", "RandomStartFGSM", "FrankWolfeAttack", "L1QFrankWolfe", "L2FrankWolfe",
-           "FoolboxAttack", "FGSM", "FGM", "PGD", "PGD_L2", "FOOLBOX_ATTACKS", "ATTACKS", "ATTACK_NAMES",
+           "FoolboxAttack", "FGSM", "FGM", "PGD", "PGD_L2", "SparseL1Descent", "EAD", "FOOLBOX_ATTACKS", "ATTACKS", "ATTACK_NAMES",
            "attack_names", "build_attack", "register_attack", "LOSSES", "PGD_LOSSES", "attack_loss", "margin"]

@@ -1,9 +1,12 @@
 """Foolbox 3 baselines behind the project's :class:`~tfperceptual.attacks.base.Attack` interface.
 
-``FoolboxAttack(model, "fgsm" | "fgm" | "pgd" | "pgd_l2", eps=…)`` (or the registered classes
-:class:`FGSM`, :class:`FGM`, :class:`PGD`, :class:`PGD_L2`) wraps Foolbox's ``LinfFastGradientAttack``
-(FGSM), ``L2FastGradientAttack`` (FGM), ``LinfPGD`` and ``L2PGD`` (50 steps, as in the paper; Foolbox's
-default relative step sizes and random start).  With fewer steps than Foolbox's default (40 for
+``FoolboxAttack(model, "fgsm" | "fgm" | "pgd" | "pgd_l2" | "sparse_l1" | "ead", eps=…)`` (or the registered
+classes :class:`FGSM`, :class:`FGM`, :class:`PGD`, :class:`PGD_L2`, :class:`SparseL1Descent`, :class:`EAD`)
+wraps Foolbox's ``LinfFastGradientAttack`` (FGSM), ``L2FastGradientAttack`` (FGM), ``LinfPGD`` and ``L2PGD``
+(50 steps, as in the paper; Foolbox's default relative step sizes and random start), and the ℓ1 baselines of
+the Frank–Wolfe attacks: ``SparseL1DescentAttack`` (Tramèr & Boneh 2019: projected gradient with the top
+1 − quantile of |g|, Foolbox's defaults: quantile 0.99, no random start) and ``EADAttack`` (Chen et al. 2018,
+elastic-net minimisation; success counted where its ℓ1 norm is within ε).  With fewer steps than Foolbox's default (40 for
 ``LinfPGD``, 50 for ``L2PGD``) the relative step size is scaled up by default/steps so the
 iterates can still cross the ε ball (Foolbox's 0.0333 × 10 steps would reach a third of it);
 an explicit ``rel_stepsize`` is used as given.  The attacks themselves are Foolbox's, not
@@ -32,10 +35,13 @@ from ..validation import check_choice, check_positive_int, check_real
 from .base import Attack
 from .registry import register_attack
 
-__all__ = ["FoolboxAttack", "FOOLBOX_ATTACKS", "FOOLBOX_PGD_DEFAULTS", "FGSM", "FGM", "PGD", "PGD_L2"]
+__all__ = ["FoolboxAttack", "FOOLBOX_ATTACKS", "FOOLBOX_PGD_DEFAULTS", "FGSM", "FGM", "PGD", "PGD_L2", "SparseL1Descent",
+           "EAD"]
 
 #: Foolbox 3.3 defaults of the PGD attacks: (steps, rel_stepsize)
-FOOLBOX_PGD_DEFAULTS = {"LinfPGD": (40, 0.01 / 0.3), "L2PGD": (50, 0.025)}
+FOOLBOX_PGD_DEFAULTS = {"LinfPGD": (40, 0.01 / 0.3), "L2PGD": (50, 0.025), "SparseL1DescentAttack": (10, 0.2)}
+#: Foolbox's default random start of each iterative attack
+_RANDOM_START = {"LinfPGD": True, "L2PGD": True, "SparseL1DescentAttack": False}
 
 #: name → (Foolbox class name, norm, iterative)
 FOOLBOX_ATTACKS = {
@@ -43,7 +49,11 @@ FOOLBOX_ATTACKS = {
     "fgm": ("L2FastGradientAttack", "l2", False),
     "pgd": ("LinfPGD", "linf", True),
     "pgd_l2": ("L2PGD", "l2", True),
+    "sparse_l1": ("SparseL1DescentAttack", "l1", True),
+    "ead": ("EADAttack", "l1", False),
 }
+#: minimisation attacks: ``steps`` are their optimiser's steps (no relative step size, no random start)
+_MINIMIZATION = ("ead",)
 
 
 class FoolboxAttack(Attack):
@@ -51,8 +61,8 @@ class FoolboxAttack(Attack):
 
     Args:
         model: Keras 3 classifier (any head; see :class:`tfperceptual.models.LogitsModel`).
-        attack: one of ``"fgsm"``, ``"fgm"``, ``"pgd"``, ``"pgd_l2"``.
-        eps: perturbation budget in the attack's norm (ℓ∞ or ℓ2, pixels in [0, 1]); > 0.
+        attack: one of ``"fgsm"``, ``"fgm"``, ``"pgd"``, ``"pgd_l2"``, ``"sparse_l1"``, ``"ead"``.
+        eps: perturbation budget in the attack's norm (ℓ∞, ℓ2 or ℓ1, pixels in [0, 1]); > 0.
         steps: iterations of the PGD attacks, ≥ 1 (FGSM/FGM take one step whatever it is); below Foolbox's
             default step count the relative step size is scaled up (see the module docstring).
         batch_size: images per Foolbox call, ≥ 1.
@@ -72,17 +82,18 @@ class FoolboxAttack(Attack):
         super().__init__(model, batch_size)
         self.name = attack
         cls_name, self.norm, iterative = FOOLBOX_ATTACKS[attack]
-        self.eps_unit = f"{'ℓ∞' if self.norm == 'linf' else 'ℓ2'} budget"
+        self.eps_unit = f"{dict(linf='ℓ∞', l2='ℓ2', l1='ℓ1')[self.norm]} budget"
         steps = check_positive_int(steps, "steps")
-        self.steps = steps if iterative else 1
+        minimization = attack in _MINIMIZATION
+        self.steps = steps if iterative or minimization else 1
         self.seed = None if seed is None else check_positive_int(seed, "seed", minimum=0)
-        self._random_start = iterative and kwargs.get("random_start", True)
+        self._random_start = iterative and kwargs.get("random_start", _RANDOM_START.get(cls_name, False))
         cls = getattr(fb.attacks, cls_name)
         if iterative and "rel_stepsize" not in kwargs and "abs_stepsize" not in kwargs:
             default_steps, default_rel = FOOLBOX_PGD_DEFAULTS[cls_name]
             kwargs["rel_stepsize"] = default_rel * max(1.0, default_steps / self.steps)
         self.rel_stepsize = kwargs.get("rel_stepsize")
-        self.attack = cls(steps=self.steps, **kwargs) if iterative else cls(**kwargs)
+        self.attack = cls(steps=self.steps, **kwargs) if iterative or minimization else cls(**kwargs)
         # Foolbox calls the model without a training flag; a Keras model with batch normalisation can
         # then run on batch statistics (the zoo MobileNet did): always attack the inference-mode model
         logits_model = self.model
@@ -155,3 +166,28 @@ class PGD_L2(FoolboxAttack):  # noqa: N801 - the attack's name in the paper's ta
 
     def __init__(self, model, eps, steps=50, batch_size=256, seed=None, **kwargs):
         super().__init__(model, "pgd_l2", eps, steps, batch_size, seed, **kwargs)
+
+
+@register_attack("sparse_l1")
+class SparseL1Descent(FoolboxAttack):
+    """Foolbox's ``SparseL1DescentAttack`` (Tramèr & Boneh 2019); ``eps`` is the ℓ1 budget.  Foolbox's defaults:
+    quantile 0.99 of |g| kept per step (1 %% of the entries, our ``q = 0.01``), relative step 0.2, no random
+    start; ``steps`` default 10 (Foolbox's)."""
+
+    eps_unit = "ℓ1 budget"
+
+    def __init__(self, model, eps, steps=10, batch_size=256, seed=None, **kwargs):
+        super().__init__(model, "sparse_l1", eps, steps, batch_size, seed, **kwargs)
+
+
+@register_attack("ead")
+class EAD(FoolboxAttack):
+    """Foolbox's ``EADAttack`` (Chen et al. 2018, elastic-net regularised minimisation); ``eps`` is the ℓ1 budget
+    within which a success counts (Foolbox clips the found perturbation to it).  ``steps`` are its optimiser's
+    steps per binary-search step (Foolbox's default 10,000 is far beyond a CPU budget; here 100), with
+    ``binary_search_steps`` (default 9) and the other options passed to Foolbox."""
+
+    eps_unit = "ℓ1 budget"
+
+    def __init__(self, model, eps, steps=100, batch_size=256, seed=None, **kwargs):
+        super().__init__(model, "ead", eps, steps, batch_size, seed, **kwargs)

@@ -233,7 +233,8 @@ def run_probe(model, classes, n_per_class=1, eps=2.0, eps_l1=None, q=0.05, steps
             cache.write_npz(name, **r)
         probes[norm] = r
         reading = _judge_reading(judge, r["images"], r["classes"])
-        results["norms"][norm] = {"eps": eps_by_norm[norm], "model_success": float(np.mean(r["predicted"] == r["classes"])),
+        results["norms"][norm] = {"eps": eps_by_norm[norm],
+                                  "model_success": float(np.mean(r["predicted"] == r["classes"])),
                                   "mean_confidence": float(np.mean(r["confidence"])),
                                   "mean_confidence_before": float(np.mean(r["confidence_before"])),
                                   "judge": None if reading is None else {k: v for k, v in reading.items()

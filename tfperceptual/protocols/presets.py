@@ -34,7 +34,8 @@ def eps_unit(name):
 PAPER_ATTACKS = ("fpgap", "pgap", "fgsm", "fgm", "pgd", "pgd_l2")
 
 #: the project's norm-ball attacks sweep the grid of the Foolbox attack of the same norm
-_SAME_GRID = {"linf_pgd": "pgd", "l2_pgd": "pgd_l2", "fgsm_rs": "fgsm"}
+_SAME_GRID = {"linf_pgd": "pgd", "l2_pgd": "pgd_l2", "fgsm_rs": "fgsm", "l2_fw": "pgd_l2", "l1q_fw": "sparse_l1",
+              "ead": "sparse_l1"}
 
 
 def _with_own(grids):
@@ -49,6 +50,7 @@ DEFAULT_EPS_GRIDS = {
     "pgd": [0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.4],
     "fgm": [0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0],
     "pgd_l2": [0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0],
+    "sparse_l1": [1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 60.0, 80.0],  # ℓ1: Σ|δ| over 784 pixels
 }
 DEFAULT_EPS_GRIDS = _with_own(DEFAULT_EPS_GRIDS)
 
@@ -57,15 +59,17 @@ DEFAULT_EPS_GRIDS = _with_own(DEFAULT_EPS_GRIDS)
 _SMALL_SSIM = [0.005, 0.01, 0.02, 0.03, 0.045, 0.06, 0.1, 0.15, 0.2]
 _SMALL_LINF = [0.0002, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.03]
 _L2_CIFAR = [0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6]
+_L1_CIFAR = [0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0]
 
 #: ε grids per dataset of ``tfperceptual compare --data``
 EPS_GRIDS_BY_DATA = {
     "mnist": DEFAULT_EPS_GRIDS,
     "cifar10": _with_own({"fpgap": _SMALL_SSIM, "pgap": _SMALL_SSIM, "fgsm": _SMALL_LINF, "pgd": _SMALL_LINF,
-                          "fgm": _L2_CIFAR, "pgd_l2": _L2_CIFAR}),
+                          "fgm": _L2_CIFAR, "pgd_l2": _L2_CIFAR, "sparse_l1": _L1_CIFAR}),
     "imagenet": _with_own({"fpgap": _SMALL_SSIM, "pgap": _SMALL_SSIM, "fgsm": _SMALL_LINF, "pgd": _SMALL_LINF,
                            "fgm": [round(e * 7.1, 4) for e in _L2_CIFAR],
-                           "pgd_l2": [round(e * 7.1, 4) for e in _L2_CIFAR]}),
+                           "pgd_l2": [round(e * 7.1, 4) for e in _L2_CIFAR],
+                           "sparse_l1": [round(e * 7.1 ** 2, 3) for e in _L1_CIFAR]}),
 }
 
 #: Pochimireddy et al., Table II (fooling rate at the matched average SSIM) and the operating points of
