@@ -474,7 +474,13 @@ def _probe(args):
         bad = [k for k in classes if not 0 <= k < num_classes]
         if bad or not classes:
             raise UsageError("--classes", f"{bad or 'empty list'}: classes must lie in [0, {num_classes})")
-    run_probe(model, classes, n_per_class=args.n_per_class, eps=_cf_eps(args, family), eps_l1=args.eps_l1, q=args.q,
+    shape = as_logits_model(model).image_shape
+    if args.image_size is not None or any(d is None for d in shape[:2]):
+        size = args.image_size or {"imagenet": 227, "cifar10": 32, "mnist": 28}[family]
+        if any(d is not None and d != size for d in shape[:2]):
+            raise UsageError("--image-size", f"{size} does not fit the model's input {tuple(shape)}")
+        shape = (size, size, shape[2] if shape[2] is not None else 3)
+    run_probe(model, classes, n_per_class=args.n_per_class, image_shape=shape, eps=_cf_eps(args, family), eps_l1=args.eps_l1, q=args.q,
               steps=args.steps, out_dir=args.out, data_name=family, model_name=model_name,
               class_names=class_names(family), judge=judge, progress=not args.no_progress, seed=args.seed,
               c=args.c, box=args.box)
@@ -593,7 +599,7 @@ def _benchmark_parser(sub, methods, benchmarks, blurs):
 
 def _fw_options(p):
     p.add_argument("--eps", type=_float(0, None, low_open=True), default=None,
-                   help="ℓ2 budget ε₂ (pixels in [0, 1]; default: 3 MNIST, 2 CIFAR-10, 10 ImageNet)")
+                   help="ℓ2 budget ε₂ (pixels in [0, 1]; default: 3 MNIST, 2 CIFAR-10, 3 ImageNet)")
     p.add_argument("--eps-l1", type=_float(0, None, low_open=True), default=None,
                    help="ℓ1-q budget (default: the paper's matched ε₂ √d)")
     p.add_argument("--q", type=_float(0, 1, low_open=True), default=0.05,
@@ -638,6 +644,9 @@ def _probe_parser(sub):
     pr.add_argument("--classes", default=None,
                     help="comma-separated class indices (default: all ten; ImageNet: 1,9,30,483,951,963,980,985)")
     pr.add_argument("--n-per-class", type=_int(1), default=1, help="probes per class")
+    pr.add_argument("--image-size", type=_int(1), default=None,
+                    help="side of the noise images (default: the model's input; 227 for a model of any size, as "
+                         "the zoo MobileNet)")
     _fw_options(pr)
     _common(pr, "runs/probe")
 

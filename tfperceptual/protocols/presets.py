@@ -132,7 +132,7 @@ COUNTERFACTUAL_MODELS = {"mnist": zoo.mnist_cnn_robust, "cifar10": zoo.cifar10_c
 
 #: default ℓ2 budget ε₂ of ``counterfactual`` / ``probe`` (the ℓ1-q budget is ε₂ √d): where the ℓ2-robust
 #: models reach most targets (docs/results.md, "Sparse counterfactuals")
-COUNTERFACTUAL_EPS = {"mnist": 3.0, "cifar10": 2.0, "imagenet": 10.0}
+COUNTERFACTUAL_EPS = {"mnist": 3.0, "cifar10": 2.0, "imagenet": 3.0}
 
 #: images scanned for the model's errors by ``counterfactual`` (the first N; CIFAR-10 class-balanced)
 COUNTERFACTUAL_POOL = {"mnist": 1000, "cifar10": 1000, "imagenet": 300}
