@@ -55,6 +55,11 @@ def _label(k, names):
     return names[k].split(",")[0][:16] if names is not None and k < len(names) else str(k)
 
 
+def _dpi(images):
+    """100 dpi for small images; 60 for ImageNet-sized ones (their noise-like panels compress badly)."""
+    return 100 if images.shape[1] <= 64 else 60
+
+
 def _show(ax, img, title):
     ax.imshow(np.clip(img.squeeze(-1) if img.shape[-1] == 1 else img, 0, 1), cmap="gray", vmin=0, vmax=1)
     ax.set_title(title, fontsize=7)
@@ -80,7 +85,7 @@ def plot_counterfactual_grid(x, labels, pred, per_norm, path, names=None, magnif
                   f"→ {_label(r['perturbed_predicted'][i], names)}\n"
                   f"p({_label(r['target'][i], names)}) {r['target_before'][i]:.2f}→{r['target_after'][i]:.2f}")
     fig.tight_layout()
-    atomic_savefig(fig, path, dpi=100)
+    atomic_savefig(fig, path, dpi=_dpi(x))
     plt.close(fig)
 
 
@@ -270,7 +275,7 @@ def plot_probe_grid(probes, path, names=None):
             _show(axes[1 + i, j], r["images"][j], f"{NORM_TITLES[norm]}: {_label(r['predicted'][j], names)} "
                                                   f"({r['confidence'][j]:.2f})")
     fig.tight_layout()
-    atomic_savefig(fig, path, dpi=100)
+    atomic_savefig(fig, path, dpi=_dpi(first["images"]))
     plt.close(fig)
 
 
