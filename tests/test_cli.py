@@ -105,6 +105,7 @@ BAD = [
     (["probe", "--classes", "a"], "--classes", "indices"),
     (["probe", "--data", "svhn"], "--data", "invalid choice"),
     (["probe", "--n-per-class", "0"], "--n-per-class", "≥ 1"),
+    (["benchmark", "--data", "mnist", "--methods", "counterfactual"], "--methods", "budget"),
     (["probe", "--image-size", "32"], "--image-size", "does not fit"),
 ]
 

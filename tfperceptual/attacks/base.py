@@ -42,7 +42,7 @@ class AttackResult:
 
     Attributes:
         adversarial: (B, H, W, C) float32, pixels in [0, 1] (unless an SSIM-ball attack runs with
-            ``box="ignore"``).
+            ``box="ignore"`` or a Frank–Wolfe attack with ``box="none"``).
         success: (B,) bool — label changed (untargeted) or target reached.
         steps: (B,) int — steps taken (0 when the clean image already succeeds).
         ssim: (B,) float64 SSIM(original, adversarial) (:func:`tfperceptual.image_ops.ssim`, computed in

@@ -125,6 +125,9 @@ class Counterfactual(Explainer):
             the model already classifies as its label (its counterfactual would be label-targeted).
     """
 
+    #: ``eps`` has no default (the saliency benchmark cannot build it by name)
+    needs_budget = True
+
     def __init__(self, model, norm="l1q", eps=None, q=0.05, steps=30, mode="prediction", *, c=2.0, box="exact",
                  batch_size=32):
         super().__init__(model, batch_size)

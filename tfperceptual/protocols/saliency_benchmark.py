@@ -47,6 +47,9 @@ def parse_methods(text):
         name, _, sigma = item.partition("@")
         if name not in EXPLAINERS:
             raise ValueError(f"unknown method {name!r}; choose from {METHOD_NAMES}")
+        if getattr(EXPLAINERS[name], "needs_budget", False):
+            raise ValueError(f"{name!r} needs a perturbation budget the benchmark does not set; run "
+                             f"`tfperceptual {name}` (or build it with eps=… in Python)")
         try:
             s = float(sigma) if sigma else 0.0
         except ValueError:
