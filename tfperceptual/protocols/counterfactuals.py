@@ -248,6 +248,8 @@ def run_probe(model, classes, n_per_class=1, eps=2.0, eps_l1=None, q=0.05, steps
             cache.write_npz(name, **r)
         probes[norm] = r
         reading = _judge_reading(judge, r["images"], r["classes"])
+        if reading is not None:  # the baseline: the judge's reading of the starting noise
+            reading["noise_fraction_target"] = _judge_reading(judge, r["noise"], r["classes"])["fraction_target"]
         results["norms"][norm] = {"eps": eps_by_norm[norm],
                                   "model_success": float(np.mean(r["predicted"] == r["classes"])),
                                   "mean_confidence": float(np.mean(r["confidence"])),
@@ -263,17 +265,21 @@ def run_probe(model, classes, n_per_class=1, eps=2.0, eps_l1=None, q=0.05, steps
 
 
 def plot_probe_grid(probes, path, names=None):
-    """Fig. 3: one column per probe (class), rows: the noise, the ℓ1-q probe, the ℓ2 probe."""
+    """Fig. 3: one column per class; per probe of that class three rows: the noise, the ℓ1-q probe, the ℓ2 probe."""
     plt = _pyplot()
     first = probes["l1q"]
-    n = len(first["classes"])
-    fig, axes = plt.subplots(3, n, figsize=(1.6 * n, 5.2), squeeze=False)
-    for j in range(n):
-        _show(axes[0, j], first["noise"][j], f"noise → {_label(first['classes'][j], names)}")
-        for i, norm in enumerate(("l1q", "l2")):
-            r = probes[norm]
-            _show(axes[1 + i, j], r["images"][j], f"{NORM_TITLES[norm]}: {_label(r['predicted'][j], names)} "
-                                                  f"({r['confidence'][j]:.2f})")
+    classes = list(dict.fromkeys(first["classes"].tolist()))
+    per = max(int(np.sum(first["classes"] == c)) for c in classes)
+    fig, axes = plt.subplots(3 * per, len(classes), figsize=(1.6 * len(classes), 1.75 * 3 * per), squeeze=False)
+    for j, c in enumerate(classes):
+        for s, i in enumerate(np.flatnonzero(first["classes"] == c)):
+            _show(axes[3 * s, j], first["noise"][i], f"noise → {_label(c, names)}")
+            for r_, norm in enumerate(("l1q", "l2")):
+                r = probes[norm]
+                _show(axes[3 * s + 1 + r_, j], r["images"][i],
+                      f"{NORM_TITLES[norm]}: {_label(r['predicted'][i], names)} ({r['confidence'][i]:.2f})")
+    for ax in axes.ravel():
+        ax.axis("off")
     fig.tight_layout()
     atomic_savefig(fig, path, dpi=_dpi(first["images"]))
     plt.close(fig)
@@ -284,11 +290,12 @@ def probe_report(results):
     lines = [f"# Concept probes: {st['data']}, {st['model']}", "",
              f"Classes {st['classes']}, {st['n_per_class']} probe(s) each from standard-normal noise min–max scaled "
              f"to [0, 1] (seed {st['seed']}), label-targeted, {st['steps']} Frank–Wolfe steps, box={st['box']}.", "",
-             "| norm | ε | model: p(class) before → after | model top-1 = class | judge: class (95 % CI) |",
-             "|---|---|---|---|---|"]
+             "| norm | ε | model: p(class) before → after | model top-1 = class | judge: class (95 % CI) | "
+             "judge: class on the noise |", "|---|---|---|---|---|---|"]
     for norm, r in results["norms"].items():
         j = r["judge"]
-        judge = "—" if j is None else f"{j['fraction_target']:.3f} ({j['ci95'][0]:.3f}–{j['ci95'][1]:.3f})"
+        judge = "— | —" if j is None else (f"{j['fraction_target']:.3f} ({j['ci95'][0]:.3f}–{j['ci95'][1]:.3f}) | "
+                                            f"{j['noise_fraction_target']:.3f}")
         lines.append(f"| {NORM_TITLES[norm]} | {r['eps']:.4g} | {fmt(r['mean_confidence_before'])} → "
                      f"{fmt(r['mean_confidence'])} | {fmt(r['model_success'])} | {judge} |")
     lines += ["", "![probes](probe.png)", ""]
