@@ -5,7 +5,7 @@ model at equal ε, and concept probes drawn from noise.
 
 * Counterfactuals: the first N test images (CIFAR-10: class-balanced), each toward a fixed random other class
   (seeded), ℓ1-q (q = 0.05) and ℓ2 Frank–Wolfe, 30 steps, box="exact", at the command's default budgets (and
-  half of them).  Reported: the source model's own top-1 = target, the judge's fraction = target (Wilson 95 %
+  half and twice them).  Reported: the source model's own top-1 = target, the judge's fraction = target (Wilson 95 %
   interval) and = the true class.
 * Probes: every class, ``--probes`` per class, from standard-normal noise min–max scaled to [0, 1].
 * Baselines: the judge's accuracy on the clean images, and its reading of the noise.
@@ -80,7 +80,7 @@ def main():
         return {"fraction": k / n, "ci95": [lo, hi], "k": k, "n": n}
 
     rows, probe_rows, examples = [], [], {}
-    configs = [(src, norm, scale) for scale in (1.0, 0.5) for src in sources for norm in ("l1q", "l2")]
+    configs = [(src, norm, scale) for scale in (0.5, 1.0, 2.0) for src in sources for norm in ("l1q", "l2")]
     for src, norm, scale in tqdm(configs, desc="counterfactuals"):
         eps = budgets(eps2 * scale, shape)[norm]
         name = work / f"cf_{src}_{norm}_{scale:g}_{args.n}_{args.seed}.npz"
@@ -161,7 +161,7 @@ def report(res):
              f"{_f(res['judge_clean_says_target'])}; on the probes' noise it says the requested class "
              f"{_f(res['judge_noise_says_class'])}.", "",
              f"Label-targeted counterfactuals toward a fixed random other class, {res['steps']} FW steps, "
-             f"q = {res['q']}, box = {res['box']}; ε₂ = {res['eps_l2']:g} (×1 and ×0.5), ℓ1-q budget ε₂ √d.", "",
+             f"q = {res['q']}, box = {res['box']}; ε₂ = {res['eps_l2']:g} (×0.5, ×1 and ×2), ℓ1-q budget ε₂ √d.", "",
              "| source model | norm | ε | source top-1 = target | judge = target (95 % CI) | judge = target where "
              "the source reached it | judge = true class | pixels changed | s / image |",
              "|---|---|---|---|---|---|---|---|---|"]
