@@ -19,12 +19,14 @@ Usage: python scripts/train_judge.py --data mnist|cifar10 [--epochs N] [--seed 1
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
-CIFAR_MEAN = [0.4914, 0.4822, 0.4465]
-CIFAR_STD = [0.2470, 0.2435, 0.2616]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_cifar10 import CIFAR_MEAN, CIFAR_STD, _augment  # noqa: E402 (the shipped model's augmentation)
+
 DEFAULT_EPOCHS = {"mnist": 8, "cifar10": 18}
 
 
@@ -55,15 +57,6 @@ def build_judge(data):
     h = layers.Conv2D(10, 1, name="conv_logits")(h)
     outputs = layers.GlobalAveragePooling2D(name="logits")(h)
     return keras.Model(inputs, outputs, name="cifar10_judge_allconv")
-
-
-def _augment(x):
-    import tensorflow as tf
-
-    b = tf.shape(x)[0]
-    x = tf.where(tf.random.uniform((b, 1, 1, 1)) < 0.5, tf.image.flip_left_right(x), x)
-    padded = tf.pad(x, [[0, 0], [4, 4], [4, 4], [0, 0]], mode="REFLECT")
-    return tf.map_fn(lambda im: tf.image.random_crop(im, (32, 32, 3)), padded)
 
 
 def main():
