@@ -10,7 +10,8 @@ convex set D of perturbations anchored at x₀:
     \delta_{k+1} = (1 - \gamma_k)\,\delta_k + \gamma_k s_k,\qquad \gamma_k = \frac{c}{c + k},
 
 the update of Roberts & Tsiligkaridis' code (and of MIT-LL's ``rai-toolbox``).  :math:`\gamma_0 = 1`, so
-:math:`\delta_1 = s_0`; every iterate is a convex combination of oracle answers and lies in D.  (The paper's
+:math:`\delta_1 = s_0`; every iterate is a convex combination of oracle answers and lies in D (up to the
+rounding of the oracle's dtype and of float32 images: about 1e-7 relative).  (The paper's
 printed Algorithm 2 — :math:`\delta \leftarrow \delta + (1 - \gamma)\bar\delta` with :math:`\bar\delta` of
 unit ℓ1 norm, ε unused — is not a Frank–Wolfe step: it leaves the ball; we follow the code.)
 
@@ -64,8 +65,8 @@ def frank_wolfe(gradient, x0, oracle, steps, c=2.0, box="exact", bounds=(0.0, 1.
 
     Returns:
         dict of tensors: ``x`` (B, …) the last iterate x₀ + δ_T; ``failed`` (B,) bool (the oracle could not
-        certify a step at that image: it kept its previous iterate from there on); ``iterates`` (T, B, …)
-        when ``record`` (else an empty tensor).
+        certify a step at that image — its answer is not used, the image keeps its previous iterate from there
+        on, and the caller reports it); ``iterates`` (T, B, …) when ``record`` (else an empty tensor).
     """
     b0, b1 = bounds
     shape = tf.shape(x0)

@@ -135,7 +135,7 @@ def l2_box_step(g, x, eps, bounds):
     g2_sorted = tf.gather(tf.square(g), order, batch_dims=1)
     b2_sorted = tf.gather(tf.square(bound), order, batch_dims=1)
     clipped_sq = tf.cumsum(b2_sorted, axis=1, exclusive=True)  # B_j: entries before j are clipped at t_(j)
-    free_g2 = tf.reduce_sum(g2_sorted, 1, keepdims=True) - tf.cumsum(g2_sorted, axis=1, exclusive=True)  # A_j
+    free_g2 = tf.cumsum(g2_sorted, axis=1, reverse=True)  # A_j, summed from the end: no cancellation in float32
     phi = tf.square(t_sorted) * free_g2 + clipped_sq  # ‖s(t_(j))‖², non-decreasing in j
     eps2 = tf.square(tf.cast(eps, dt))
     crossed = phi >= eps2

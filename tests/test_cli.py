@@ -99,7 +99,7 @@ BAD = [
     (["counterfactual", "--judge", "{d}/missing.keras"], "--judge", "not found"),
     (["counterfactual", "--data", "{d}/rgb.npz", "--model", MNIST_MODEL], "--data", "do not fit"),
     (["counterfactual", "--data", "{d}/labels_11.npz", "--model", MNIST_MODEL], "--data", "10 classes"),
-    (["counterfactual", "--data", "{d}/no_errors.npz", "--model", MNIST_MODEL, "--eps", "1"], "--n", "no error"),
+    (["counterfactual", "--data", "{d}/no_errors.npz", "--model", MNIST_MODEL, "--eps", "1"], "--pool", "no error"),
     (["counterfactual", "--data", "{d}/no_errors.npz", "--model", MNIST_MODEL], "--eps", "required"),
     (["probe", "--classes", "1,12"], "--classes", "[0, 10)"),
     (["probe", "--classes", "a"], "--classes", "indices"),
@@ -107,6 +107,7 @@ BAD = [
     (["probe", "--n-per-class", "0"], "--n-per-class", "≥ 1"),
     (["benchmark", "--data", "mnist", "--methods", "counterfactual"], "--methods", "budget"),
     (["probe", "--image-size", "32"], "--image-size", "does not fit"),
+    (["probe", "--data", "cifar10", "--judge", MNIST_MODEL], "--judge", "do not fit"),
 ]
 
 

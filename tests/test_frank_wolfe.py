@@ -52,6 +52,27 @@ def test_every_iterate_lies_in_the_ball_and_the_box(mnist_batch, mnist_model, at
     np.testing.assert_array_equal(r.adversarial, r.iterates[-1])
 
 
+def test_exact_box_steps_keep_every_unclipped_iterate_in_the_box(mnist_batch, mnist_model):
+    """The loop with box="none" does not clip: with the exact-box oracles the raw x₀ + δ_k stay in [0, 1]."""
+    from solvers.norm_balls import L2BoxOracle
+    from tfperceptual.models import as_logits_model
+
+    x, y = mnist_batch
+    lm = as_logits_model(mnist_model)
+
+    def gradient(images, k):
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(y, lm(images)))
+        return tape.gradient(loss, images)
+
+    for oracle in (L1QOracle(12.0, 0.05, box="exact", dtype="float32"), L2BoxOracle(1.5, dtype="float32")):
+        out = frank_wolfe(gradient, tf.constant(x), oracle, 6, box="none", record=True)
+        it = out["iterates"].numpy()
+        assert it.min() >= -1e-6 and it.max() <= 1 + 1e-6
+        assert not out["failed"].numpy().any()
+
+
 def test_without_the_box_iterates_leave_it_and_the_exact_box_spends_the_budget(mnist_batch, mnist_model):
     x, y = mnist_batch
     free = L1QFrankWolfe(mnist_model, 12.0, steps=5, box="none", seed=0)(x, y)
@@ -77,7 +98,7 @@ def test_q_jitter_varies_the_count_per_image_and_is_seeded(mnist_batch, mnist_mo
     np.testing.assert_array_equal(one, again)
     counts = (np.abs(one - x) > 0).reshape(len(x), -1).sum(1)
     assert len(set(counts.tolist())) > 3  # one step from δ = 0: each image's own k (the box may trim a few)
-    assert counts.min() >= 1 and counts.max() <= round(0.09 * 784) + 1
+    assert counts.min() >= 1 and counts.max() <= round(0.09 * 784)
 
 
 def test_fw_attacks_fool_the_standard_model_and_train_inside_adversarial_training(mnist_batch):
@@ -105,6 +126,39 @@ def test_bad_options_are_refused_naming_the_argument(mnist_model, kwargs, match)
         L1QFrankWolfe(mnist_model, **kwargs)
 
 
+@pytest.mark.parametrize("attack", [
+    lambda m: L1QFrankWolfe(m, 10.0, q=0.05, steps=3, box="clip", seed=0),
+    lambda m: L1QFrankWolfe(m, 10.0, q=0.05, steps=3, box="none", q_jitter=0.02, seed=0),
+    lambda m: L2FrankWolfe(m, 1.5, steps=3, box="none"), lambda m: L2FrankWolfe(m, 1.5, steps=3, box="clip")])
+def test_every_box_mode_compiles_with_xla_and_matches_eager(mnist_batch, mnist_model, attack):
+    x, y = mnist_batch
+    a = attack(mnist_model)
+    xla = tf.function(lambda images, labels: a.perturb(images, labels), jit_compile=True)
+    compiled = xla(tf.constant(x[:8]), tf.constant(y[:8])).numpy()
+    eager = a.perturb(tf.constant(x[:8]), tf.constant(y[:8])).numpy()
+    # XLA's CPU convolutions give gradients ~1e-3 relative off oneDNN's (measured), which can swap near-tied
+    # entries at the top-k cut, and its stateless RNG (q_jitter) need not match the kernels': the same attack up
+    # to that — the same constraint, nearly the same perturbation
+    dc, de = (compiled - x[:8]).reshape(8, -1), (eager - x[:8]).reshape(8, -1)
+    norm = (lambda d: np.abs(d).sum(1)) if a.norm == "l1" else (lambda d: np.linalg.norm(d, axis=1))
+    assert norm(dc).max() <= a.eps * (1 + 1e-5)
+    if a.box == "clip":
+        assert compiled.min() >= 0 and compiled.max() <= 1
+    cosine = (dc * de).sum(1) / (np.linalg.norm(dc, axis=1) * np.linalg.norm(de, axis=1))
+    assert cosine.min() > (0.6 if getattr(a, "q_jitter", 0) else 0.9), cosine  # jitter: other k per image under XLA's RNG
+
+
+def test_a_model_of_any_image_size_takes_the_l1q_attack_with_q_jitter():
+    """N comes from the traced batch (the zoo MobileNet takes any size)."""
+    inp = keras.Input((None, None, 3))
+    h = keras.layers.Conv2D(4, 3, activation="relu")(inp)
+    model = keras.Model(inp, keras.layers.Dense(5)(keras.layers.GlobalAveragePooling2D()(h)))
+    x = np.random.default_rng(0).uniform(0, 1, (2, 20, 20, 3)).astype(np.float32)
+    for size in (20, 12):
+        r = L1QFrankWolfe(model, 3.0, q=0.05, steps=2, q_jitter=0.02, seed=0)(x[:, :size, :size], [0, 1])
+        assert r.adversarial.shape == (2, size, size, 3)
+
+
 def test_eps_is_a_variable_and_options_read_at_trace_time_are_fixed(mnist_batch, mnist_model):
     x, y = mnist_batch
     a = L2FrankWolfe(mnist_model, 1.0, steps=3)
@@ -116,6 +170,14 @@ def test_eps_is_a_variable_and_options_read_at_trace_time_are_fixed(mnist_batch,
         a.c = 3.0
     with pytest.raises(ValueError, match="eps"):
         a.eps = 0.0
+    cf = Counterfactual(mnist_model, eps=5.0, mode="label", steps=3)
+    before = cf.explain(x[:4], y[:4]).perturbation
+    cf.eps = 10.0  # the traced loop follows the variable
+    after = cf.explain(x[:4], y[:4]).perturbation
+    assert np.abs(after).sum() > 1.5 * np.abs(before).sum()
+    assert cf._fw._run.experimental_get_tracing_count() == 1
+    with pytest.raises(AttributeError, match="fixed"):
+        cf.q = 0.1
 
 
 # --------------------------------------------------------------------------- counterfactuals
@@ -136,8 +198,7 @@ def test_label_targeted_counterfactuals_raise_the_label_probability(robust_mnist
     assert np.all(conf["label_after"] > conf["label_before"])
     np.testing.assert_array_equal(e.target, target)
     np.testing.assert_array_equal(e.labels, target)
-    np.testing.assert_allclose(e.perturbation, e.perturbed - x, atol=1e-7)
-    np.testing.assert_allclose(e.saliency, np.abs(e.perturbation).sum(-1), rtol=1e-6)
+    assert np.all(e.converged)
     assert e.perturbed.min() >= 0 and e.perturbed.max() <= 1
     l1, l2 = _norms(e.perturbed, x)
     assert (l1 if norm == "l1q" else l2).max() <= eps * (1 + 1e-5)

@@ -447,7 +447,7 @@ def _counterfactual(args):
                             box=args.box)
     except ValueError as e:
         if "no error" in str(e):
-            raise UsageError("--n", f"{e}") from None
+            raise UsageError("--pool", f"{e}; scan more images with --pool, or pass other --data") from None
         raise
     print(open(os.path.join(args.out, "report.md"), encoding="utf-8").read())
     return 0
@@ -466,6 +466,9 @@ def _probe(args):
         raise UsageError("--model", str(e)) from None
     if args.classes is None:
         classes = [k for k in PROBE_CLASSES[family] if k < num_classes]
+        if not classes:
+            raise UsageError("--classes", f"the model has {num_classes} classes, none of the default probe classes "
+                                          f"{list(PROBE_CLASSES[family])}: pass --classes")
     else:
         try:
             classes = [int(t) for t in args.classes.split(",") if t.strip()]
@@ -480,6 +483,14 @@ def _probe(args):
         if any(d is not None and d != size for d in shape[:2]):
             raise UsageError("--image-size", f"{size} does not fit the model's input {tuple(shape)}")
         shape = (size, size, shape[2] if shape[2] is not None else 3)
+    if judge is not None:  # the judge must read images of this shape and know the classes
+        import numpy as np
+
+        probe_x = np.zeros((1, *shape), np.float32)
+        try:
+            _check_fit(judge, probe_x, np.array([max(classes)]), args.judge, f"probes of shape {shape}")
+        except UsageError as e:
+            raise UsageError("--judge", str(e).split(": ", 1)[1]) from None
     run_probe(model, classes, n_per_class=args.n_per_class, image_shape=shape, eps=_cf_eps(args, family), eps_l1=args.eps_l1, q=args.q,
               steps=args.steps, out_dir=args.out, data_name=family, model_name=model_name,
               class_names=class_names(family), judge=judge, progress=not args.no_progress, seed=args.seed,

@@ -153,21 +153,22 @@ class L1QFrankWolfe(FrankWolfeAttack):
         self.oracle = L1QOracle(check_real(eps, f"eps ({self.eps_unit})", 0.0, None), self.q,
                                 "exact" if box_ == "exact" else "none", dtype="float32")
         super().__init__(model, steps, c, box, loss, confidence, seed, batch_size)
-        self._n = int(np.prod(self.input_shape))
 
     def _counts(self, x0, labels, step):
         if self.q_jitter == 0:
             return None
-        n = self._n
-        lo, hi = max(self.q - self.q_jitter, 1.0 / n), min(self.q + self.q_jitter, 1.0)
-        k_max = min(n, int(np.ceil(hi * n)) + 1)
+        # N from the traced batch (static: a model of any image size has one per trace)
+        n = int(np.prod(x0.shape[1:]))
+        q, j = self.q, self.q_jitter
+        k_max = min(n, int(np.ceil(min(q + j, 1.0) * n)) + 1)
         base = tf.random.experimental.stateless_fold_in(tf.constant([self.seed, 1], tf.int64), batch_hash(x0, labels))
         base = tf.random.experimental.stateless_fold_in(base, step)
 
         def counts(k):
             seed = tf.random.experimental.stateless_fold_in(base, tf.cast(k, tf.int64))
-            q = tf.random.stateless_uniform(tf.shape(x0)[:1], seed, lo, hi, dtype=tf.float64)
-            kk = tf.clip_by_value(tf.cast(tf.math.round(q * n), tf.int32), 1, k_max)
+            draw = tf.random.stateless_uniform(tf.shape(x0)[:1], seed, q - j, q + j, dtype=tf.float64)
+            draw = tf.clip_by_value(draw, 1.0 / n, 1.0)  # draws outside [1/N, 1] are clipped, not redrawn
+            kk = tf.clip_by_value(tf.cast(tf.math.round(draw * n), tf.int32), 1, k_max)
             return kk, k_max
 
         return counts

@@ -52,6 +52,13 @@ def _oracle(norm, eps, q, box):
     return L2BoxOracle(eps, dtype="float32") if box == "exact" else L2Oracle(eps, dtype="float32")
 
 
+def _check_eps(eps):
+    if eps is None:
+        raise TypeError("eps is required: the perturbation budget (ℓ1: Σ|δ| over pixels and channels; ℓ2: ‖δ‖₂), "
+                        "pixels in [0, 1]")
+    return check_real(eps, "eps", 0.0, None)
+
+
 class _FWTargeted(FixedOptions):
     """The label-targeted Frank–Wolfe loop on a model (shared by :class:`Counterfactual` and
     :func:`probe_concepts`): maximise log softmax_t(model(x′)) over the ball."""
@@ -61,14 +68,19 @@ class _FWTargeted(FixedOptions):
     def __init__(self, model, norm, eps, q, steps, c, box):
         self.logits_model = as_logits_model(model)
         self.norm = check_choice(norm, "norm", COUNTERFACTUAL_NORMS)
-        if eps is None:
-            raise TypeError("eps is required: the perturbation budget (ℓ1: Σ|δ| over pixels and channels; ℓ2: ‖δ‖₂), "
-                            "pixels in [0, 1]")
-        self.eps = check_real(eps, "eps", 0.0, None)
         self.q = check_q(q)
         self.steps, self.c, self.box = check_fw_options(steps, c, box)
-        self.oracle = _oracle(self.norm, self.eps, self.q, self.box)
+        self.oracle = _oracle(self.norm, _check_eps(eps), self.q, self.box)
         self._run = tf.function(self._run_impl, reduce_retracing=True)
+
+    @property
+    def eps(self) -> float:
+        """The budget (a variable of the oracle: assigning it needs no retrace)."""
+        return self.oracle.eps
+
+    @eps.setter
+    def eps(self, value):
+        self.oracle.eps = _check_eps(value)
 
     def _run_impl(self, x0, targets):
         def gradient(x, k):
@@ -96,7 +108,7 @@ class _FWTargeted(FixedOptions):
 
 
 @register_explainer("counterfactual")
-class Counterfactual(Explainer):
+class Counterfactual(Explainer, FixedOptions):
     """Sparse (ℓ1-q) or ℓ2 Frank–Wolfe counterfactuals (Roberts & Tsiligkaridis 2021; module docstring).
 
     Args:
@@ -127,14 +139,25 @@ class Counterfactual(Explainer):
 
     #: ``eps`` has no default (the saliency benchmark cannot build it by name)
     needs_budget = True
+    #: options read when the loop is traced (``eps`` is a variable instead, and can be assigned)
+    _FIXED = ("norm", "q", "steps", "c", "box", "mode")
 
     def __init__(self, model, norm="l1q", eps=None, q=0.05, steps=30, mode="prediction", *, c=2.0, box="exact",
                  batch_size=32):
         super().__init__(model, batch_size)
         self.mode = check_choice(mode, "mode", COUNTERFACTUAL_MODES)
         self._fw = _FWTargeted(self.model, norm, eps, q, steps, c, box)
-        self.norm, self.eps, self.q, self.steps, self.c, self.box = (self._fw.norm, self._fw.eps, self._fw.q,
-                                                                     self._fw.steps, self._fw.c, self._fw.box)
+        self.norm, self.q, self.steps, self.c, self.box = (self._fw.norm, self._fw.q, self._fw.steps, self._fw.c,
+                                                           self._fw.box)
+
+    @property
+    def eps(self) -> float:
+        """The budget ε > 0 (assignable: the traced loop follows it)."""
+        return self._fw.eps
+
+    @eps.setter
+    def eps(self, value):
+        self._fw.eps = value
 
     def explain(self, images, labels=None) -> Explanation:
         if self.mode == "prediction" and labels is None:
@@ -194,6 +217,24 @@ class ProbeResult:
         return float(np.mean(self.predicted == self.classes))
 
 
+#: the last traced Frank–Wolfe loop of :func:`probe_concepts` (one slot: it keeps at most one model alive), so
+#: that a loop over classes or budgets with the same model and options traces once
+_LAST_PROBER = {}
+
+
+def _prober(model, norm, eps, q, steps, c, box):
+    key = (id(model), norm, q, steps, c, box)
+    fw = _LAST_PROBER.get(key)
+    if fw is None or fw.user_model is not model:
+        fw = _FWTargeted(model, norm, eps, q, steps, c, box)
+        fw.user_model = model
+        _LAST_PROBER.clear()
+        _LAST_PROBER[key] = fw
+    else:
+        fw.eps = eps
+    return fw
+
+
 def probe_concepts(model, classes, n_per_class=1, image_shape=None, norm="l2", eps=None, steps=30, seed=0, *,
                    q=0.05, c=2.0, box="exact", batch_size=64) -> ProbeResult:
     """Ask ``model`` to draw each class in ``classes`` on noise (the paper's concept probing, Sec. 3.2 / Fig. 3).
@@ -214,7 +255,7 @@ def probe_concepts(model, classes, n_per_class=1, image_shape=None, norm="l2", e
         ValueError / TypeError: classes empty or outside the model's range, n_per_class < 1, an image shape the
             model does not take or that is unknown, and the errors of :class:`Counterfactual`.
     """
-    fw = _FWTargeted(model, norm, eps, q, steps, c, box)
+    fw = _prober(model, norm, eps, q, steps, c, box)
     k = fw.logits_model.num_classes
     cls = np.atleast_1d(np.asarray(classes))
     if cls.size == 0 or cls.ndim != 1 or not np.issubdtype(cls.dtype, np.integer):

@@ -98,7 +98,9 @@ def _summary(x, r, seconds, judge_reading):
            "reaches_target": float(np.mean(r["perturbed_predicted"] == r["target"])),
            "mean_l1": float(np.abs(flat).sum(1).mean()), "mean_l2": float(np.linalg.norm(flat, axis=1).mean()),
            "changed_fraction": float(np.mean(changed_fraction(d))),
-           "hoyer_sparsity": float(np.nanmean(hoyer_sparsity(d))), "seconds_per_image": seconds / max(1, len(x))}
+           "hoyer_sparsity": float(np.nanmean(hoyer_sparsity(d))), "seconds_per_image": seconds / max(1, len(x)),
+           # images where the oracle could not certify a step: they kept their last certified iterate
+           "uncertified_steps": int(np.sum(r["failed"]))}
     if judge_reading is not None:
         out["judge"] = {k: v for k, v in judge_reading.items() if k != "predicted"}
     return out
@@ -145,11 +147,11 @@ def run_counterfactuals(model, images, labels, norms=("l1q", "l2"), mode="predic
     for norm in tqdm(list(norms), desc="counterfactual", disable=not progress):
         explainer = Counterfactual(lm, norm=norm, eps=eps_by_norm[norm], q=q, steps=steps, mode=mode, c=c, box=box,
                                    batch_size=batch_size)
-        key = fingerprint(lm, x, {"norm": norm, "eps": eps_by_norm[norm], "q": q, "steps": steps, "c": c,
-                                  "box": box, "mode": mode, "batch_size": batch_size})
+        key = fingerprint(lm, x, {"labels": y.tolist(), "norm": norm, "eps": eps_by_norm[norm], "q": q,
+                                  "steps": steps, "c": c, "box": box, "mode": mode, "batch_size": batch_size})
         parts, seconds = [], 0.0
         fields = ("perturbed", "target", "perturbed_predicted", "predicted_before", "target_before", "target_after",
-                  "label_before", "label_after", "seconds")
+                  "label_before", "label_after", "failed", "seconds")
         for s, e in tqdm(batch_slices(len(x), batch_size), desc=norm, leave=False, disable=not progress):
             name = f"{norm}_{key}_{s}.npz"
             part = cache.read_npz(name, fields)
@@ -160,7 +162,8 @@ def run_counterfactuals(model, images, labels, norms=("l1q", "l2"), mode="predic
                 part = {"perturbed": ex.perturbed, "target": ex.target, "perturbed_predicted": ex.perturbed_predicted,
                         "predicted_before": conf["predicted_before"], "target_before": conf["target_before"],
                         "target_after": conf["target_after"], "label_before": conf["label_before"],
-                        "label_after": conf["label_after"], "seconds": np.float64(time.perf_counter() - t0)}
+                        "label_after": conf["label_after"], "failed": ~ex.converged,
+                        "seconds": np.float64(time.perf_counter() - t0)}
                 cache.write_npz(name, **part)
             parts.append(part)
             seconds += float(part["seconds"])
@@ -178,6 +181,7 @@ def run_counterfactuals(model, images, labels, norms=("l1q", "l2"), mode="predic
                                   "target_before": r["target_before"].tolist(),
                                   "target_after": r["target_after"].tolist(),
                                   "label_before": r["label_before"].tolist(), "label_after": r["label_after"].tolist(),
+                                  "failed": np.flatnonzero(r["failed"]).tolist(),
                                   "judge_predicted": None if reading is None else reading["predicted"]}
     k = min(n_panels, len(x))
     plot_counterfactual_grid(x[:k], y[:k], pred[:k], {m: {f: v[:k] if hasattr(v, "__len__") else v
@@ -208,6 +212,10 @@ def counterfactual_report(results):
                      f"{fmt(s['target_confidence_after'])} | {fmt(s['reaches_target'])} | {fmt(s['mean_l1'], 2)} | "
                      f"{fmt(s['mean_l2'], 3)} | {fmt(s['changed_fraction'])} | {fmt(s['hoyer_sparsity'])} | "
                      f"{fmt(s['seconds_per_image'], 3)} | {judge} |")
+    bad = {n: r["summary"].get("uncertified_steps", 0) for n, r in results["norms"].items()}
+    if any(bad.values()):
+        lines += ["", "**Uncertified oracle steps** (those images kept their last certified iterate): " +
+                  ", ".join(f"{NORM_TITLES[n]}: {k} image(s)" for n, k in bad.items() if k)]
     lines += ["", "Budgets: ε is the ℓ2 budget; the ℓ1-q budget is the paper's matched ε₁ = ε₂ √d unless given "
               "(this ℓ1 ball contains the ℓ2 ball and touches it on the diagonals).", "",
               "The judge (``--judge``) is an independent classifier; its reading of the clean images x is the "
@@ -233,11 +241,15 @@ def run_probe(model, classes, n_per_class=1, eps=2.0, eps_l1=None, q=0.05, steps
     out = Path(out_dir)
     cache = ResultCache(out / "cache")
     results = {"settings": {"data": data_name, "model": model_name, "classes": [int(k) for k in classes],
-                            "n_per_class": n_per_class, "eps": eps_by_norm, "q": q, "steps": steps, "c": c,
-                            "box": box, "seed": seed, "judge": judge is not None}, "norms": {}}
+                            "n_per_class": n_per_class, "image_shape": list(shape), "eps": eps_by_norm, "q": q,
+                            "steps": steps, "c": c, "box": box, "seed": seed, "judge": judge is not None},
+               "norms": {}}
     probes = {}
     for norm in tqdm(("l1q", "l2"), desc="probe", disable=not progress):
-        key = fingerprint(lm, np.zeros(1), {"norm": norm, **results["settings"], "eps": eps_by_norm[norm]})
+        st = results["settings"]
+        key = fingerprint(lm, np.zeros(1), {"norm": norm, "eps": eps_by_norm[norm], "shape": list(shape),
+                                            **{k: st[k] for k in ("classes", "n_per_class", "q", "steps", "c", "box",
+                                                                  "seed")}})
         name = f"{norm}_{key}.npz"
         fields = ("noise", "images", "classes", "predicted", "confidence", "confidence_before")
         r = cache.read_npz(name, fields)
