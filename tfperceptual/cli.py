@@ -636,7 +636,8 @@ def _counterfactual_parser(sub):
     cf.add_argument("--mode", choices=("prediction", "label"), default="prediction",
                     help="target: the model's prediction or the true label")
     cf.add_argument("--norms", default="l1q,l2", help="comma-separated subset of l1q,l2")
-    cf.add_argument("--n", type=_int(1), default=16, help="images to explain (the first N errors)")
+    cf.add_argument("--n", type=_int(1), default=16,
+                    help="images to explain: N of the errors in the pool, evenly spaced (all if fewer)")
     cf.add_argument("--pool", type=_int(1), default=None,
                     help="images scanned for errors (default: 1000; ImageNet 300)")
     cf.add_argument("--all-images", action="store_true",

@@ -115,7 +115,8 @@ def run_counterfactuals(model, images, labels, norms=("l1q", "l2"), mode="predic
     Args:
         norms: subset of ("l1q", "l2"); mode: "prediction" or "label"; eps: the ℓ2 budget; eps_l1: the ℓ1 budget
             (default ε₂ √d); q, steps, c, box: see :class:`~tfperceptual.explain.Counterfactual`.
-        n: images to explain (the first ``n`` errors with ``errors_only``, else the first ``n``).
+        n: images to explain: ``n`` of the errors (with ``errors_only``; else of all images), evenly spaced over
+            them in dataset order (all of them if there are fewer).
         judge: an optional independent classifier reading the perturbed images.
         seed: recorded (the method is deterministic); batch_size: images per graph call and per cache entry.
 
@@ -132,7 +133,8 @@ def run_counterfactuals(model, images, labels, norms=("l1q", "l2"), mode="predic
     if len(pool) == 0:
         raise ValueError("the model makes no error on these images: nothing for error counterfactuals to explain "
                          "(use mode='label' without errors_only, or more images)")
-    idx = pool[:n]
+    # n of them spread evenly over the pool (a class-ordered pool, like CIFAR-10's, then gives every class)
+    idx = pool[np.unique(np.linspace(0, len(pool) - 1, min(n, len(pool))).round().astype(int))]
     x = as_float(images[idx])
     y, pred = labels[idx], pred_all[idx]
     eps_by_norm = budgets(eps, x.shape[1:], eps_l1)
@@ -183,10 +185,10 @@ def run_counterfactuals(model, images, labels, norms=("l1q", "l2"), mode="predic
                                   "label_before": r["label_before"].tolist(), "label_after": r["label_after"].tolist(),
                                   "failed": np.flatnonzero(r["failed"]).tolist(),
                                   "judge_predicted": None if reading is None else reading["predicted"]}
-    k = min(n_panels, len(x))
-    plot_counterfactual_grid(x[:k], y[:k], pred[:k], {m: {f: v[:k] if hasattr(v, "__len__") else v
-                                                         for f, v in r.items()} for m, r in per_norm.items()},
-                             out / "counterfactuals.png", class_names)
+    panels = np.unique(np.linspace(0, len(x) - 1, min(n_panels, len(x))).round().astype(int))  # spread out
+    plot_counterfactual_grid(x[panels], y[panels], pred[panels],
+                             {m: {f: v[panels] if hasattr(v, "__len__") else v for f, v in r.items()}
+                              for m, r in per_norm.items()}, out / "counterfactuals.png", class_names)
     atomic_write_json(out / "results.json", results)
     atomic_write_text(out / "report.md", counterfactual_report(results))
     return results
