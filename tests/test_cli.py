@@ -105,7 +105,6 @@ BAD = [
     (["probe", "--classes", "a"], "--classes", "indices"),
     (["probe", "--data", "svhn"], "--data", "invalid choice"),
     (["probe", "--n-per-class", "0"], "--n-per-class", "≥ 1"),
-    (["benchmark", "--data", "mnist", "--methods", "counterfactual"], "--methods", "budget"),
     (["probe", "--image-size", "32"], "--image-size", "does not fit"),
     (["probe", "--data", "cifar10", "--judge", MNIST_MODEL], "--judge", "do not fit"),
 ]

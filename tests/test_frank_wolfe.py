@@ -204,7 +204,7 @@ def test_label_targeted_counterfactuals_raise_the_label_probability(robust_mnist
     assert (l1 if norm == "l1q" else l2).max() <= eps * (1 + 1e-5)
 
 
-def test_prediction_targeted_counterfactuals_of_errors_raise_the_predicted_class():
+def test_error_counterfactuals_raise_the_predicted_or_the_true_class():
     """The paper's error counterfactuals on the shipped CIFAR-10 model's real errors."""
     from tfperceptual.datasets import load_cifar10
 
@@ -218,6 +218,10 @@ def test_prediction_targeted_counterfactuals_of_errors_raise_the_predicted_class
     np.testing.assert_array_equal(e.target, pred[wrong])
     assert np.all(e.confidence["predicted_after"] > e.confidence["predicted_before"])
     assert np.all(e.confidence["label_after"] <= e.confidence["label_before"] + 1e-6)
+    # label-targeted on the same errors: "what would have corrected it?" raises the true class
+    fix = Counterfactual(model, norm="l2", eps=1.0, steps=15, mode="label").explain(x[wrong], y[wrong])
+    np.testing.assert_array_equal(fix.target, y[wrong])
+    assert np.all(fix.confidence["label_after"] > fix.confidence["label_before"])
     with pytest.raises(ValueError, match="labels: mode='prediction'"):
         Counterfactual(model, eps=8.0, mode="prediction").explain(x[:4], pred[:4])  # correct: nothing to explain
     with pytest.raises(ValueError, match="labels are required"):
@@ -226,8 +230,10 @@ def test_prediction_targeted_counterfactuals_of_errors_raise_the_predicted_class
 
 def test_counterfactual_options_are_checked(robust_mnist):
     model = robust_mnist[0]
-    with pytest.raises(TypeError, match="eps is required"):
-        Counterfactual(model)
+    auto = Counterfactual(model, mode="label", steps=2)  # eps=None: ε₂ = 2 or its matched ℓ1 budget 2 √d
+    assert auto.eps is None and auto._fw.budget((28, 28, 1)) == pytest.approx(2.0 * 28)
+    e = auto.explain(robust_mnist[1][:2], robust_mnist[2][:2])
+    assert np.abs(e.perturbation).reshape(2, -1).sum(1).max() <= 56.0 * (1 + 1e-5)
     for kwargs, match in ((dict(eps=-1.0), "eps"), (dict(eps=1.0, q=0.0), "q"), (dict(eps=1.0, steps=0), "steps"),
                           (dict(eps=1.0, c=-2.0), "c "), (dict(eps=1.0, norm="l1"), "norm"),
                           (dict(eps=1.0, mode="both"), "mode")):

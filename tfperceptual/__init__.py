@@ -30,7 +30,7 @@ _EXPORTS = {
                      "PerceptualBall", "NoPer", "GuidedPerceptualBall", "perturbation_saliency", "Saliency",
                      "SmoothGrad", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "METHODS", "saliency_fn", "saliency_maps",
                      "gradcam_plus_plus", "gradcam_plus_plus_fn", "Counterfactual", "ProbeResult", "probe_concepts",
-                     "matched_l1_eps"), "tfperceptual.explain"),
+                     "matched_l1_eps", "default_eps"), "tfperceptual.explain"),
     # models
     **dict.fromkeys(("LogitsModel", "as_logits_model", "to_functional", "input_shape_of", "NotDifferentiableError",
                      "activation_layers", "feature_model", "penultimate_conv_layer", "class_margin", "class_score",

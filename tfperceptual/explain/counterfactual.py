@@ -32,8 +32,8 @@ from ..validation import check_choice, check_positive_int, check_real
 from .base import Explainer, Explanation
 from .registry import register_explainer
 
-__all__ = ["Counterfactual", "ProbeResult", "probe_concepts", "matched_l1_eps", "COUNTERFACTUAL_NORMS",
-           "COUNTERFACTUAL_MODES"]
+__all__ = ["Counterfactual", "ProbeResult", "probe_concepts", "matched_l1_eps", "default_eps", "DEFAULT_L2_BUDGET",
+           "COUNTERFACTUAL_NORMS", "COUNTERFACTUAL_MODES"]
 
 COUNTERFACTUAL_NORMS = ("l1q", "l2")
 COUNTERFACTUAL_MODES = ("prediction", "label")
@@ -52,11 +52,18 @@ def _oracle(norm, eps, q, box):
     return L2BoxOracle(eps, dtype="float32") if box == "exact" else L2Oracle(eps, dtype="float32")
 
 
+#: the ℓ2 budget ε₂ behind ``eps=None``: ℓ2 uses it, ℓ1-q the paper's matched ε₂ √d of the images explained
+DEFAULT_L2_BUDGET = 2.0
+
+
+def default_eps(norm, d):
+    """The budget of ``eps=None`` for images of d = H·W·C entries: ℓ2 ε₂ = 2; ℓ1-q ε₁ = 2 √d (the paper's
+    matching; CIFAR-10: 110.9)."""
+    return DEFAULT_L2_BUDGET if norm == "l2" else matched_l1_eps(DEFAULT_L2_BUDGET, d)
+
+
 def _check_eps(eps):
-    if eps is None:
-        raise TypeError("eps is required: the perturbation budget (ℓ1: Σ|δ| over pixels and channels; ℓ2: ‖δ‖₂), "
-                        "pixels in [0, 1]")
-    return check_real(eps, "eps", 0.0, None)
+    return None if eps is None else check_real(eps, "eps", 0.0, None)
 
 
 class _FWTargeted(FixedOptions):
@@ -70,17 +77,27 @@ class _FWTargeted(FixedOptions):
         self.norm = check_choice(norm, "norm", COUNTERFACTUAL_NORMS)
         self.q = check_q(q)
         self.steps, self.c, self.box = check_fw_options(steps, c, box)
-        self.oracle = _oracle(self.norm, _check_eps(eps), self.q, self.box)
+        eps = _check_eps(eps)
+        self.auto_eps = eps is None  # resolved from the size of the images at each call (default_eps)
+        self.oracle = _oracle(self.norm, 1.0 if eps is None else eps, self.q, self.box)
         self._run = tf.function(self._run_impl, reduce_retracing=True)
 
     @property
-    def eps(self) -> float:
-        """The budget (a variable of the oracle: assigning it needs no retrace)."""
-        return self.oracle.eps
+    def eps(self):
+        """The budget (a variable of the oracle: assigning it needs no retrace); ``None``: :func:`default_eps` of
+        the images at each call."""
+        return None if self.auto_eps else self.oracle.eps
 
     @eps.setter
     def eps(self, value):
-        self.oracle.eps = _check_eps(value)
+        value = _check_eps(value)
+        self.auto_eps = value is None
+        if value is not None:
+            self.oracle.eps = value
+
+    def budget(self, image_shape):
+        """The budget used for images of ``image_shape`` (H, W, C)."""
+        return default_eps(self.norm, int(np.prod(image_shape))) if self.auto_eps else self.oracle.eps
 
     def _run_impl(self, x0, targets):
         def gradient(x, k):
@@ -95,6 +112,8 @@ class _FWTargeted(FixedOptions):
 
     def perturb(self, x, targets, batch_size):
         """(perturbed, failed) NumPy arrays for images x (B, H, W, C) and classes ``targets`` (B,)."""
+        if self.auto_eps:
+            self.oracle.eps = self.budget(x.shape[1:])
         outs, fails = [], []
         for i in range(0, len(x), batch_size):
             xp, f = self._run(tf.constant(x[i:i + batch_size]), tf.constant(targets[i:i + batch_size], tf.int64))
@@ -114,8 +133,9 @@ class Counterfactual(Explainer, FixedOptions):
     Args:
         model: any Keras 3 image classifier (seen through its logits); robust models give semantic changes.
         norm: ``"l1q"`` (the ℓ1-q step: sparse, sparsity set by ``q``) or ``"l2"``.
-        eps: required; ε > 0 — ℓ1: Σ|δ| over all pixels and channels; ℓ2: ‖δ‖₂ (pixels in [0, 1]);
-            :func:`matched_l1_eps` converts an ℓ2 budget to the paper's matched ℓ1 one.
+        eps: ε > 0 — ℓ1: Σ|δ| over all pixels and channels; ℓ2: ‖δ‖₂ (pixels in [0, 1]);
+            :func:`matched_l1_eps` converts an ℓ2 budget to the paper's matched ℓ1 one.  ``None`` (default):
+            :func:`default_eps` of the images explained — ℓ2 2.0, ℓ1-q 2 √(H W C) (CIFAR-10: 110.9).
         q: fraction of entries an ℓ1-q step modifies, in (0, 1] (ignored by ``"l2"``).
         steps: FW steps, ≥ 1 (30).
         mode: ``"prediction"`` (explain an error: raise the predicted class; ``labels`` are the true classes and
@@ -137,8 +157,6 @@ class Counterfactual(Explainer, FixedOptions):
             the model already classifies as its label (its counterfactual would be label-targeted).
     """
 
-    #: ``eps`` has no default (the saliency benchmark cannot build it by name)
-    needs_budget = True
     #: options read when the loop is traced (``eps`` is a variable instead, and can be assigned)
     _FIXED = ("norm", "q", "steps", "c", "box", "mode")
 
@@ -244,7 +262,8 @@ def probe_concepts(model, classes, n_per_class=1, image_shape=None, norm="l2", e
         classes: int or sequence of ints in [0, K), the classes to probe.
         n_per_class: probes per class, ≥ 1 (each from its own noise image).
         image_shape: (H, W, C) of the noise; ``None``: the model's input shape (which must then be known).
-        norm: ``"l2"`` or ``"l1q"``; eps: its budget (required; :func:`matched_l1_eps` for the paper's match).
+        norm: ``"l2"`` or ``"l1q"``; eps: its budget (:func:`matched_l1_eps` for the paper's match; ``None``:
+            :func:`default_eps` of ``image_shape``).
         steps: FW steps ≥ 1; seed: int ≥ 0, the seed of the noise.
         q, c, box, batch_size: keyword-only, see :class:`Counterfactual`.
 
@@ -282,4 +301,5 @@ def probe_concepts(model, classes, n_per_class=1, image_shape=None, norm="l2", e
     rows = np.arange(len(targets))
     return ProbeResult(noise=noise, images=images.astype(np.float32), classes=targets,
                        predicted=p1.argmax(-1).astype(np.int64), confidence=p1[rows, targets].astype(np.float32),
-                       confidence_before=p0[rows, targets].astype(np.float32), norm=fw.norm, eps=fw.eps)
+                       confidence_before=p0[rows, targets].astype(np.float32), norm=fw.norm,
+                       eps=fw.budget(shape))

@@ -47,9 +47,6 @@ def parse_methods(text):
         name, _, sigma = item.partition("@")
         if name not in EXPLAINERS:
             raise ValueError(f"unknown method {name!r}; choose from {METHOD_NAMES}")
-        if getattr(EXPLAINERS[name], "needs_budget", False):
-            raise ValueError(f"{name!r} needs a perturbation budget the benchmark does not set; run "
-                             f"`tfperceptual {name}` (or build it with eps=… in Python)")
         try:
             s = float(sigma) if sigma else 0.0
         except ValueError:
@@ -98,6 +95,8 @@ class _RawMaps:
             opts["max_N"] = self.scorecam_max_n
         if supports_seed(cls):
             opts["seed"] = self.seed
+        if takes_option(cls, "mode"):  # counterfactuals: explain the benchmark's label (its default budget)
+            opts["mode"] = "label"
         return opts
 
     def explainer(self, base):
