@@ -24,7 +24,8 @@ _EXPORTS = {
                      "FOOLBOX_ATTACKS", "FGSM", "FGM", "PGD", "PGD_L2", "SparseL1Descent", "EAD", "ATTACKS", "ATTACK_NAMES", "build_attack",
                      "register_attack", "LOSSES", "PGD_LOSSES", "attack_loss", "margin"), "tfperceptual.attacks"),
     # training
-    **dict.fromkeys(("AdversarialTraining",), "tfperceptual.training"),
+    **dict.fromkeys(("AdversarialTraining", "PerceptualRegularization", "mnist_perceptual_parts", "latent_direction",
+                     "interpolate"), "tfperceptual.training"),
     # explainers
     **dict.fromkeys(("Explainer", "Explanation", "EXPLAINERS", "build_explainer", "register_explainer",
                      "PerceptualBall", "NoPer", "GuidedPerceptualBall", "perturbation_saliency", "Saliency",

@@ -199,8 +199,10 @@ class LogitsModel(keras.Model):
     def _build_network(classifier, head, input_shape):
         if has_graph(classifier):
             inp, out = graph_endpoints(classifier)
-        elif input_shape is not None:
-            inp = keras.Input(input_shape, name="pixels")
+        elif input_shape is not None or getattr(classifier, "image_shape", None) is not None:
+            # a subclassed model that states its image shape (the project's convention: ``image_shape`` (H, W, C),
+            # e.g. PerceptualRegularization) is called on a symbolic input, as with input_shape
+            inp = keras.Input(input_shape if input_shape is not None else tuple(classifier.image_shape), name="pixels")
             out = classifier(inp)
         else:
             raise ValueError(f"model {classifier.name!r} has no functional graph (a subclassed model, or a "
