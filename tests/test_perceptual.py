@@ -128,3 +128,30 @@ def test_first_step_under_mirrored_strategy_matches_one_device():
     assert res["mirrored"]["replicas"] == 2
     for key in ("loss", "kernel", "decoder"):
         assert res["mirrored"][key] == pytest.approx(res["single"][key], rel=1e-5), key
+
+
+def test_perception_snapshot_writes_tensorboard_and_png_and_leaves_logs_alone(mnist_small, tmp_path):
+    from tfperceptual.callbacks import PerceptionSnapshot
+
+    x, y, xt, _ = mnist_small
+    model = PerceptualRegularization(*mnist_perceptual_parts(seed=3), lam=1.0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    snap = PerceptionSnapshot(xt[:6], every=2, log_dir=tmp_path / "tb", out_dir=tmp_path / "png")
+    stop = keras.callbacks.EarlyStopping(monitor="loss", patience=5)
+    hist = model.fit(x[:512], y[:512], batch_size=128, epochs=4, verbose=0, callbacks=[snap, stop])
+    assert set(hist.history) == {"loss", "classification_loss", "reconstruction_loss", "accuracy"}
+    assert [os.path.basename(p) for p in snap.written] == ["perception_epoch002.png", "perception_epoch004.png"]
+    assert all(os.path.getsize(p) > 1000 for p in snap.written)
+    events = [f for f in os.listdir(tmp_path / "tb") if f.startswith("events.out.tfevents")]
+    assert events and os.path.getsize(tmp_path / "tb" / events[0]) > 1000
+    assert snap.grid().shape == (56, 6 * 28, 1)
+    model.fit(x[:128], y[:128], batch_size=128, epochs=2, verbose=0, callbacks=[snap])
+    assert len(snap.written) == 1  # state reset in on_train_begin
+    with pytest.raises(ValueError, match="log_dir"):
+        PerceptionSnapshot(xt[:2])
+    with pytest.raises(ValueError, match="every"):
+        PerceptionSnapshot(xt[:2], every=0, out_dir=tmp_path)
+    plain = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    plain.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    with pytest.raises(TypeError, match="perceive"):
+        plain.fit(x[:8], y[:8], epochs=1, verbose=0, callbacks=[PerceptionSnapshot(xt[:2], out_dir=tmp_path)])

@@ -60,7 +60,7 @@ _EXPORTS = {
     # data, callbacks, files, checks
     **dict.fromkeys(("data_root", "cache_dir", "load_mnist", "load_cifar10", "load_imagenet_val", "read_idx",
                      "read_image_rgb", "load_sample", "DataNotFoundError", "CIFAR10_CLASSES"), "tfperceptual.datasets"),
-    "AdversarialEvaluation": "tfperceptual.callbacks",
+    **dict.fromkeys(("AdversarialEvaluation", "PerceptionSnapshot"), "tfperceptual.callbacks"),
     **dict.fromkeys(("atomic_write_text", "atomic_write_json", "atomic_savefig", "atomic_savez", "read_json",
                      "read_npz", "CacheWarning"), "tfperceptual.io_utils"),
     **dict.fromkeys(("check_images", "check_labels", "check_epsilon"), "tfperceptual.validation"),
