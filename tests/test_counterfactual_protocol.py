@@ -58,6 +58,8 @@ def test_label_mode_on_all_images_and_probe_command(tmp_path, run_cli):
     res = json.loads((tmp_path / "probe" / "results.json").read_text())
     assert res["settings"]["classes"] == [1, 7] and set(res["norms"]) == {"l1q", "l2"}
     assert res["norms"]["l1q"]["model_success"] == 1.0
+    for r in res["norms"].values():  # per image RMS = ‖change‖₂ / √d, so their means agree too
+        assert r["rms_per_pixel"] == pytest.approx(r["mean_l2"] / 28, rel=1e-5)
     assert (tmp_path / "probe" / "probe.png").exists() and "| ℓ2 |" in out
 
 

@@ -1,11 +1,7 @@
 """PerceptualRegularization (issue 17, first part): training on real MNIST, λ, the .keras round trip, the latent
 direction and interpolation, and construction errors."""
 
-import json
 import os
-import subprocess
-import sys
-import textwrap
 
 import keras
 import numpy as np
@@ -92,39 +88,22 @@ def test_parts_that_do_not_fit_are_refused_naming_them():
         PerceptualRegularization(enc, cls, wrong_in)
 
 
-_MIRRORED = textwrap.dedent("""
-    import json
-    import numpy as np, tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import keras
+_MIRRORED = """
     from tfperceptual.training import PerceptualRegularization, mnist_perceptual_parts
 
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 1, (64, 28, 28, 1)).astype("float32")
-    y = rng.integers(0, 10, 64)
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(64)
-    out = {}
-    for name, strategy in (("single", tf.distribute.get_strategy()),
-                           ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))):
+    def run(strategy, ds):
         with strategy.scope():
             model = PerceptualRegularization(*mnist_perceptual_parts(seed=0), lam=2.0)
             model.compile(optimizer=keras.optimizers.SGD(0.1))
         hist = model.fit(ds, epochs=1, verbose=0)
-        out[name] = {"loss": hist.history["loss"][0], "replicas": strategy.num_replicas_in_sync,
-                     "kernel": float(np.sum(model.encoder.get_weights()[0])),
-                     "decoder": float(np.sum(model.decoder.get_weights()[-2]))}
-    print("RESULT " + json.dumps(out))
-""")
+        return {"loss": hist.history["loss"][0], "kernel": float(np.sum(model.encoder.get_weights()[0])),
+                "decoder": float(np.sum(model.decoder.get_weights()[-2]))}
+"""
 
 
-def test_first_step_under_mirrored_strategy_matches_one_device():
+def test_first_step_under_mirrored_strategy_matches_one_device(single_and_mirrored):
     """Two logical CPU devices, tf.data input: the same first-step loss and update of F and D as one device."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run([sys.executable, "-c", _MIRRORED], capture_output=True, text=True, env=env, timeout=300)
-    line = [s for s in proc.stdout.splitlines() if s.startswith("RESULT ")]
-    assert line, proc.stderr[-3000:]
-    res = json.loads(line[0][7:])
+    res = single_and_mirrored(_MIRRORED)
     assert res["mirrored"]["replicas"] == 2
     for key in ("loss", "kernel", "decoder"):
         assert res["mirrored"][key] == pytest.approx(res["single"][key], rel=1e-5), key

@@ -264,8 +264,11 @@ def run_probe(model, classes, n_per_class=1, eps=2.0, eps_l1=None, q=0.05, steps
         reading = _judge_reading(judge, r["images"], r["classes"])
         if reading is not None:  # the baseline: the judge's reading of the starting noise
             reading["noise_fraction_target"] = _judge_reading(judge, r["noise"], r["classes"])["fraction_target"]
+        change = (r["images"] - r["noise"]).reshape(len(r["images"]), -1)
         results["norms"][norm] = {"eps": eps_by_norm[norm],
                                   "model_success": float(np.mean(r["predicted"] == r["classes"])),
+                                  "mean_l2": float(np.linalg.norm(change, axis=1).mean()),
+                                  "rms_per_pixel": float(np.sqrt(np.mean(change ** 2, axis=1)).mean()),
                                   "mean_confidence": float(np.mean(r["confidence"])),
                                   "mean_confidence_before": float(np.mean(r["confidence_before"])),
                                   "judge": None if reading is None else {k: v for k, v in reading.items()
@@ -304,13 +307,14 @@ def probe_report(results):
     lines = [f"# Concept probes: {st['data']}, {st['model']}", "",
              f"Classes {st['classes']}, {st['n_per_class']} probe(s) each from standard-normal noise min–max scaled "
              f"to [0, 1] (seed {st['seed']}), label-targeted, {st['steps']} Frank–Wolfe steps, box={st['box']}.", "",
-             "| norm | ε | model: p(class) before → after | model top-1 = class | judge: class (95 % CI) | "
-             "judge: class on the noise |", "|---|---|---|---|---|---|"]
+             "| norm | ε | model: p(class) before → after | model top-1 = class | per-pixel RMS of the change | "
+             "judge: class (95 % CI) | judge: class on the noise |", "|---|---|---|---|---|---|---|"]
     for norm, r in results["norms"].items():
         j = r["judge"]
         judge = "— | —" if j is None else (f"{j['fraction_target']:.3f} ({j['ci95'][0]:.3f}–{j['ci95'][1]:.3f}) | "
                                             f"{j['noise_fraction_target']:.3f}")
         lines.append(f"| {NORM_TITLES[norm]} | {r['eps']:.4g} | {fmt(r['mean_confidence_before'])} → "
-                     f"{fmt(r['mean_confidence'])} | {fmt(r['model_success'])} | {judge} |")
+                     f"{fmt(r['mean_confidence'])} | {fmt(r['model_success'])} | {fmt(r['rms_per_pixel'], 4)} | "
+                     f"{judge} |")
     lines += ["", "![probes](probe.png)", ""]
     return "\n".join(lines)
