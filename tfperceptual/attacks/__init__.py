@@ -4,7 +4,7 @@ L1QFrankWolfe and L2FrankWolfe (sparse ℓ1-q / ℓ2 Frank–Wolfe perturbations
 Foolbox baselines, attack objectives and the registry (:data:`ATTACKS`, :func:`build_attack`)."""
 
 from .base import Attack, AttackResult, ZeroGradientWarning
-from .objectives import LOSSES, PGD_LOSSES, attack_loss, margin
+from .objectives import LOSSES, PGD_LOSSES, attack_loss, attack_loss_gradient, margin
 from .registry import ATTACKS, attack_names, build_attack, register_attack
 from .ssim_ball import FPGAP, PGAP, PGAP_SOLVERS, SSIMBallAttack, pgap_solvers
 from .pgd import L2PGD, LinfPGD, NormBallPGD, RandomStartFGSM  # noqa: E402,I001
@@ -16,6 +16,7 @@ from .foolbox import EAD, FGM, FGSM, FOOLBOX_ATTACKS, PGD, PGD_L2, FoolboxAttack
 ATTACK_NAMES = attack_names()
 
 __all__ = ["Attack", "AttackResult", "ZeroGradientWarning", "SSIMBallAttack", "PGAP", "FPGAP", "PGAP_SOLVERS",
-           "pgap_solvers", "NormBallPGD", "LinfPGD", "L2PGD", "RandomStartFGSM", "FrankWolfeAttack", "L1QFrankWolfe", "L2FrankWolfe",
-           "FoolboxAttack", "FGSM", "FGM", "PGD", "PGD_L2", "SparseL1Descent", "EAD", "FOOLBOX_ATTACKS", "ATTACKS", "ATTACK_NAMES",
-           "attack_names", "build_attack", "register_attack", "LOSSES", "PGD_LOSSES", "attack_loss", "margin"]
+           "pgap_solvers", "NormBallPGD", "LinfPGD", "L2PGD", "RandomStartFGSM", "FrankWolfeAttack", "L1QFrankWolfe",
+           "L2FrankWolfe", "FoolboxAttack", "FGSM", "FGM", "PGD", "PGD_L2", "SparseL1Descent", "EAD", "FOOLBOX_ATTACKS",
+           "ATTACKS", "ATTACK_NAMES", "attack_names", "build_attack", "register_attack", "LOSSES", "PGD_LOSSES",
+           "attack_loss", "attack_loss_gradient", "margin"]

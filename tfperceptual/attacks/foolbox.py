@@ -6,8 +6,8 @@ wraps Foolbox's ``LinfFastGradientAttack`` (FGSM), ``L2FastGradientAttack`` (FGM
 (50 steps, as in the paper; Foolbox's default relative step sizes and random start), and the ℓ1 baselines of
 the Frank–Wolfe attacks: ``SparseL1DescentAttack`` (Tramèr & Boneh 2019: projected gradient with the top
 1 − quantile of |g|, Foolbox's defaults: quantile 0.99, no random start) and ``EADAttack`` (Chen et al. 2018,
-elastic-net minimisation; success counted where its ℓ1 norm is within ε).  With fewer steps than Foolbox's default (40 for
-``LinfPGD``, 50 for ``L2PGD``) the relative step size is scaled up by default/steps so the
+elastic-net minimisation; success counted where its ℓ1 norm is within ε).  With fewer steps than Foolbox's
+default (40 for ``LinfPGD``, 50 for ``L2PGD``) the relative step size is scaled up by default/steps so the
 iterates can still cross the ε ball (Foolbox's 0.0333 × 10 steps would reach a third of it);
 an explicit ``rel_stepsize`` is used as given.  The attacks themselves are Foolbox's, not
 reimplemented; the model is wrapped with ``foolbox.TensorFlowModel`` over its logits model
@@ -35,8 +35,8 @@ from ..validation import check_choice, check_positive_int, check_real
 from .base import Attack
 from .registry import register_attack
 
-__all__ = ["FoolboxAttack", "FOOLBOX_ATTACKS", "FOOLBOX_PGD_DEFAULTS", "FGSM", "FGM", "PGD", "PGD_L2", "SparseL1Descent",
-           "EAD"]
+__all__ = ["FoolboxAttack", "FOOLBOX_ATTACKS", "FOOLBOX_PGD_DEFAULTS", "FGSM", "FGM", "PGD", "PGD_L2",
+           "SparseL1Descent", "EAD"]
 
 #: Foolbox 3.3 defaults of the PGD attacks: (steps, rel_stepsize)
 FOOLBOX_PGD_DEFAULTS = {"LinfPGD": (40, 0.01 / 0.3), "L2PGD": (50, 0.025), "SparseL1DescentAttack": (10, 0.2)}

@@ -31,7 +31,7 @@ from solvers.norm_balls import L1QOracle, L2BoxOracle, L2Oracle, check_q
 
 from ..validation import check_choice, check_positive_int, check_real
 from .base import Attack
-from .objectives import LOSSES, attack_loss
+from .objectives import LOSSES, attack_loss_gradient
 from .pgd import batch_hash
 from .registry import register_attack
 
@@ -83,11 +83,7 @@ class FrankWolfeAttack(Attack, FixedOptions):
         targets_or_none = targets if targeted else None
 
         def gradient(x, k):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                total = tf.reduce_sum(attack_loss(self.model(x, training=False), labels, targets_or_none, self.loss,
-                                                  self.confidence))
-            return tape.gradient(total, x)
+            return attack_loss_gradient(self.model, x, labels, targets_or_none, self.loss, self.confidence)
 
         return frank_wolfe(gradient, x0, self.oracle, self.steps, self.c, self.box, self.bounds,
                            counts=self._counts(x0, labels, step), record=record)

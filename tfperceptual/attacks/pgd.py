@@ -38,7 +38,7 @@ from solvers.checks import FixedOptions
 
 from ..validation import check_choice, check_positive_int, check_real
 from .base import Attack
-from .objectives import PGD_LOSSES, attack_loss
+from .objectives import PGD_LOSSES, attack_loss_gradient
 from .registry import register_attack
 
 __all__ = ["NormBallPGD", "LinfPGD", "L2PGD", "RandomStartFGSM", "DEFAULT_STEP_FACTOR"]
@@ -149,12 +149,8 @@ class NormBallPGD(Attack, FixedOptions):
 
     # ------------------------------------------------------------------ the loop
     def _loss_gradient(self, x, labels, targets, targeted, reference):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            logits = self.model(x, training=False)
-            total = tf.reduce_sum(attack_loss(logits, labels, targets if targeted else None, self.loss,
-                                              self.confidence, reference))
-        return tape.gradient(total, x)
+        return attack_loss_gradient(self.model, x, labels, targets if targeted else None, self.loss, self.confidence,
+                                    reference)
 
     def _perturb_impl(self, x0, labels, targets, step, targeted):
         b0, b1 = self.bounds

@@ -36,7 +36,7 @@ from solvers.oracles import ClosedFormSSIMOracle, CvxpySSIMOracle, cvxpy_solver_
 from ..models.adapter import as_logits_model
 from ..validation import check_choice, check_positive_int, check_real
 from .base import Attack
-from .objectives import LOSSES, attack_loss
+from .objectives import LOSSES, attack_loss_gradient
 from .registry import register_attack
 
 __all__ = ["SSIMBallAttack", "PGAP", "FPGAP", "PGAP_SOLVERS", "pgap_solvers"]
@@ -123,12 +123,7 @@ class SSIMBallAttack(Attack, FixedOptions):
         self.oracle.eps1 = _eps_luminance(value)
 
     def _loss_gradient(self, x, labels, targets, targeted):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            logits = self.model(x, training=False)
-            total = tf.reduce_sum(attack_loss(logits, labels, targets if targeted else None, self.loss,
-                                              self.confidence))
-        return tape.gradient(total, x)
+        return attack_loss_gradient(self.model, x, labels, targets if targeted else None, self.loss, self.confidence)
 
     def _success(self, logits, labels, targets, targeted):
         pred = tf.argmax(logits, -1, output_type=labels.dtype)
