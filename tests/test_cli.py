@@ -107,6 +107,15 @@ BAD = [
     (["probe", "--n-per-class", "0"], "--n-per-class", "≥ 1"),
     (["probe", "--image-size", "32"], "--image-size", "does not fit"),
     (["probe", "--data", "cifar10", "--judge", MNIST_MODEL], "--judge", "do not fit"),
+    (["perceive", "--model", MNIST_MODEL], "--model", "not a PerceptualRegularization"),
+    (["perceive", "--model", "{d}/corrupt.keras"], "--model", "not a .keras"),
+    (["perceive", "--eps", "pgd=2"], "--eps", "(0, 1)"),
+    (["perceive", "--eps", "l1q=abc"], "--eps", "number"),
+    (["perceive", "--eps", "fgsm=0.1"], "--eps", "NAME"),
+    (["perceive", "--attacks", "pgd,foo"], "--attacks", "foo"),
+    (["perceive", "--data", "svhn"], "--data", "invalid choice"),
+    (["perceive", "--noise-per-class", "-1"], "--noise-per-class", "≥ 0"),
+    (["perceive", "--judge", "{d}/missing.keras"], "--judge", "not found"),
 ]
 
 
@@ -163,7 +172,7 @@ def test_the_library_leaves_logging_and_warning_filters_alone():
 
 
 def test_help_describes_every_option_with_its_default(run_cli):
-    for command in ("compare", "localize", "benchmark", "counterfactual", "probe"):
+    for command in ("compare", "localize", "benchmark", "counterfactual", "probe", "perceive"):
         code, out, _ = run_cli([command, "--help"])
         assert code == 0
         options = [line.strip() for line in out.split("options:")[1].splitlines() if line.strip().startswith("--")]

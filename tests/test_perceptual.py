@@ -1,5 +1,6 @@
-"""PerceptualRegularization (issue 17, first part): training on real MNIST, λ, the .keras round trip, the latent
-direction and interpolation, and construction errors."""
+"""PerceptualRegularization (issue 17): training on real MNIST, λ, the .keras round trip, the latent direction and
+interpolation, construction errors, the CIFAR-10 parts, from_classifier, adversarial training with the
+reconstruction term, the perception protocol and the shipped models."""
 
 import os
 
@@ -7,8 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from tfperceptual.training.perceptual import (PerceptualRegularization, interpolate, latent_direction,
-                                              mnist_perceptual_parts)
+from tfperceptual.training.perceptual import (PerceptualRegularization, cifar10_perceptual_parts, from_classifier,
+                                              interpolate, latent_direction, mnist_perceptual_parts)
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +135,123 @@ def test_perception_snapshot_writes_tensorboard_and_png_and_leaves_logs_alone(mn
     plain.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     with pytest.raises(TypeError, match="perceive"):
         plain.fit(x[:8], y[:8], epochs=1, verbose=0, callbacks=[PerceptionSnapshot(xt[:2], out_dir=tmp_path)])
+
+
+def test_cifar10_parts_are_the_svhn_networks_at_32x32x3():
+    enc, cls, dec = cifar10_perceptual_parts(seed=0)
+    assert enc.output_shape == (None, 64) and cls.output_shape == (None, 10) and dec.output_shape == (None, 32, 32, 3)
+    model = PerceptualRegularization(enc, cls, dec, lam=3.0)
+    x = np.random.default_rng(0).uniform(0, 1, (4, 32, 32, 3)).astype(np.float32)
+    p = model.perceive(x).numpy()
+    assert p.shape == x.shape and 0 <= p.min() and p.max() <= 1
+
+
+def test_from_classifier_cuts_the_users_model_and_shares_its_weights(mnist_small):
+    from tfperceptual.models import mnist_cnn
+
+    user = mnist_cnn()
+    x, y = mnist_small[0][:256], mnist_small[1][:256]
+    model = from_classifier(user, "pool2", lam=1.0)
+    assert model.encoder.output_shape == (None, 5, 5, 64) and model.decoder.output_shape == (None, 28, 28, 1)
+    np.testing.assert_allclose(model(x[:16]).numpy(), user(x[:16]).numpy(), atol=1e-5)  # H = C ∘ F is the model
+    vector = from_classifier(user, "fc1")  # a vector feature: dense start, transposed convolutions, a resize
+    assert vector.perceive(x[:2]).shape == (2, 28, 28, 1)
+    before = user.get_layer("conv1").get_weights()[0].copy()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    hist = model.fit(x, y, batch_size=64, epochs=2, verbose=0)
+    assert hist.history["reconstruction_loss"][-1] < hist.history["reconstruction_loss"][0]
+    assert not np.allclose(user.get_layer("conv1").get_weights()[0], before)  # the user's classifier trained
+    with pytest.raises(ValueError, match="not a layer.*conv2"):
+        from_classifier(user, "conv9")
+    with pytest.raises(ValueError, match="input or output"):
+        from_classifier(user, "logits")
+    inp = keras.Input((8, 8, 1))
+    a = keras.layers.Conv2D(4, 3, padding="same", name="a")(inp)
+    b = keras.layers.Conv2D(4, 3, padding="same", name="b")(a)
+    out = keras.layers.Dense(3, name="out")(keras.layers.Flatten()(keras.layers.Add()([a, b])))
+    with pytest.raises(ValueError, match="does not cut"):
+        from_classifier(keras.Model(inp, out), "b")
+    with pytest.raises(ValueError, match="decoder outputs"):
+        from_classifier(user, "fc1", decoder=keras.Sequential([keras.Input((128,)), keras.layers.Dense(64),
+                                                               keras.layers.Reshape((8, 8, 1))]))
+
+
+def test_a_softmax_head_is_cut_through_its_logits():
+    inp = keras.Input((28, 28, 1))
+    h = keras.layers.Conv2D(8, 3, activation="relu", name="c1")(inp)
+    out = keras.layers.Dense(10, activation="softmax", name="probs")(keras.layers.Flatten(name="flat")(h))
+    soft = keras.Model(inp, out)
+    model = from_classifier(soft, "c1")
+    x = np.random.default_rng(1).uniform(0, 1, (4, 28, 28, 1)).astype(np.float32)
+    logits = model(x).numpy()
+    np.testing.assert_allclose(keras.ops.softmax(logits).numpy(), soft(x).numpy(), atol=1e-5)
+    assert not np.allclose(logits.sum(-1), 1.0)
+
+
+def test_adversarial_training_of_a_perceptual_model_keeps_its_reconstruction_term(mnist_small):
+    from tfperceptual.attacks import LinfPGD
+    from tfperceptual.training import AdversarialTraining
+
+    x, y, xt, yt = mnist_small
+    model = PerceptualRegularization(*mnist_perceptual_parts(seed=4), lam=5.0)
+    decoder_before = [w.copy() for w in model.decoder.get_weights()]
+    wrapper = AdversarialTraining(model, LinfPGD(model, 0.1, steps=2, seed=0))
+    wrapper.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"])
+    hist = wrapper.fit(x[:2048], y[:2048], batch_size=128, epochs=2, verbose=0).history
+    assert {"loss", "accuracy", "reconstruction_loss"} <= set(hist)
+    assert hist["reconstruction_loss"][-1] < 0.8 * hist["reconstruction_loss"][0]
+    assert all(not np.allclose(a, b) for a, b in zip(model.decoder.get_weights(), decoder_before))
+    ev = wrapper.evaluate(xt[:256], yt[:256], verbose=0, return_dict=True)
+    np.testing.assert_allclose(ev["reconstruction_loss"], float(model.reconstruction_error(xt[:256])), rtol=1e-4)
+    # the loss is the adversarial CE plus λ times the reconstruction error of the adversarial images
+    assert hist["loss"][-1] > 5.0 * hist["reconstruction_loss"][-1]
+
+
+@pytest.fixture(scope="module")
+def trained(mnist_small):
+    model, _, _ = _fit(10.0, mnist_small, epochs=2, seed=5)
+    return model
+
+
+def test_perception_protocol_measures_what_it_reports(trained, mnist_small, tmp_path):
+    from tfperceptual.models import mnist_cnn
+    from tfperceptual.protocols.perception import perception_quality, perceive_batched, run_perception
+
+    xt, yt = mnist_small[2][:48], mnist_small[3][:48]
+    q = perception_quality(trained, xt, yt)
+    np.testing.assert_allclose(q["mse"], np.mean((trained.perceive(xt).numpy() - xt) ** 2), rtol=1e-5)
+    assert q["accuracy"] == np.mean(np.argmax(trained(xt).numpy(), -1) == yt)
+    judge = mnist_cnn()  # a stand-in judge of another architecture
+    res = run_perception(trained, xt, yt, attacks=("pgd", "l1q"), steps={"pgd": 10, "l1q": 10}, judge=judge,
+                         noise_per_class=1, out_dir=tmp_path, progress=False)
+    pgd = res["attacks"]["pgd"]
+    assert pgd["n_fooled"] > 0
+    # C(F(x) + 1·Z) = H(x_adv): at α = 1 every path is at the adversarial label, at α = 0 none is
+    per_alpha = pgd["interpolation_model"]["per_alpha"]
+    assert per_alpha[res["alphas"].index(1.0)] == 1.0 and per_alpha[0] == 0.0
+    assert pgd["interpolation_model"]["fraction"] == 1.0
+    # the judge's reading of P(x) on the fooled images, recomputed
+    j = pgd["judge"]["perceived_clean_is_label"]
+    assert j["n"] == pgd["n_fooled"] and 0 <= j["fraction"] <= 1 and j["ci95"][0] <= j["fraction"] <= j["ci95"][1]
+    p = perceive_batched(trained, xt)
+    assert res["judge"]["perceived_clean_accuracy"] == np.mean(np.argmax(judge(p).numpy(), -1) == yt)
+    for name in ("panels_pgd.png", "interpolation_pgd.png", "panels_l1q.png", "noise.png", "report.md"):
+        assert (tmp_path / name).stat().st_size > 500, name
+    assert res["noise"]["n"] == 10 and "judge_perceived_is_target" in res["noise"]
+    again = run_perception(trained, xt, yt, attacks=("pgd",), steps={"pgd": 10}, noise_per_class=0,
+                           out_dir=tmp_path, progress=False)  # from the cache
+    assert again["attacks"]["pgd"]["n_fooled"] == pgd["n_fooled"]
+    with pytest.raises(TypeError, match="PerceptualRegularization"):
+        run_perception(judge, xt, yt, out_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown attacks"):
+        run_perception(trained, xt, yt, attacks=("cw",), out_dir=tmp_path)
+
+
+def test_perceive_cli_writes_its_panels(trained, tmp_path, run_cli):
+    path = tmp_path / "pr.keras"
+    trained.save(path)
+    code, out, err = run_cli(["perceive", "--model", path, "--n", "24", "--attacks", "pgd,fpgap", "--steps", "5",
+                              "--noise-per-class", "0", "--out", tmp_path / "r", "--no-progress"])
+    assert code == 0, err
+    assert "| pgd | 0.2 | 5 |" in out and "| fpgap | 0.3 | 5 |" in out
+    assert (tmp_path / "r" / "panels_fpgap.png").exists() and (tmp_path / "r" / "interpolation_pgd.png").exists()

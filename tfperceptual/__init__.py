@@ -25,7 +25,8 @@ _EXPORTS = {
                      "register_attack", "LOSSES", "PGD_LOSSES", "attack_loss", "margin"), "tfperceptual.attacks"),
     # training
     **dict.fromkeys(("AdversarialTraining", "PerceptualRegularization", "mnist_perceptual_parts", "latent_direction",
-                     "interpolate"), "tfperceptual.training"),
+                     "interpolate", "cifar10_perceptual_parts", "from_classifier", "default_decoder"),
+                    "tfperceptual.training"),
     # explainers
     **dict.fromkeys(("Explainer", "Explanation", "EXPLAINERS", "build_explainer", "register_explainer",
                      "PerceptualBall", "NoPer", "GuidedPerceptualBall", "perturbation_saliency", "Saliency",
@@ -37,7 +38,7 @@ _EXPORTS = {
                      "activation_layers", "feature_model", "penultimate_conv_layer", "class_margin", "class_score",
                      "read_tfjs_weights", "assign_tfjs_weights", "mnist_cnn", "cifar10_cnn", "mnist_cnn_robust",
                      "cifar10_cnn_robust", "cifar10_cnn_ssim_robust", "imagenet_mobilenet",
-                     "class_names"), "tfperceptual.models"),
+                     "class_names", "mnist_perceptual", "cifar10_perceptual"), "tfperceptual.models"),
     **dict.fromkeys(("ASSETS", "MODELS_ENV"), "tfperceptual.models.zoo"),
     # image operations
     **dict.fromkeys(("gaussian_window", "gaussian_blur", "blur_saliency"), "tfperceptual.image_ops"),

@@ -499,6 +499,68 @@ def _probe(args):
     return 0
 
 
+def _perceive_eps(text):
+    """'pgd=0.2;l1q=30' → {'pgd': 0.2, 'l1q': 30.0}, each ε checked against its attack's range."""
+    from .attacks import ATTACKS
+    from .protocols.perception import PERCEPTION_ATTACKS
+
+    out = {}
+    for part in (text or "").split(";"):
+        if not part.strip():
+            continue
+        name, _, value = (t.strip() for t in part.partition("="))
+        if name not in PERCEPTION_ATTACKS or not value:
+            raise UsageError("--eps", f"bad entry {part!r}: expected NAME=ε with NAME in "
+                                      f"{', '.join(PERCEPTION_ATTACKS)}")
+        try:
+            eps = float(value)
+        except ValueError:
+            raise UsageError("--eps", f"bad entry {part!r}: ε must be a number") from None
+        cls = ATTACKS[PERCEPTION_ATTACKS[name][0]]
+        low, high = cls.eps_range
+        if not (eps > low and eps != float("inf") and (high is None or eps < high)):
+            where = f"({low:g}, {'inf' if high is None else f'{high:g}'})"
+            raise UsageError("--eps", f"bad entry {part!r}: {name}'s ε ({cls.eps_unit}) must lie in {where}")
+        out[name] = eps
+    return out
+
+
+def _perceive(args):
+    from .models import PerceptualRegularization, class_names
+    from .models import zoo as model_zoo
+    from .protocols.perception import PERCEPTION_ATTACKS, run_perception
+
+    attacks = _names(args.attacks, tuple(PERCEPTION_ATTACKS), "--attacks")
+    eps = _perceive_eps(args.eps)
+    if args.model is None:
+        try:
+            model = model_zoo.mnist_perceptual() if args.data == "mnist" else model_zoo.cifar10_perceptual()
+        except FileNotFoundError as e:
+            raise UsageError("--model", str(e)) from None
+        name = f"{args.data}_perceptual (shipped)"
+    else:
+        model, name, _ = _load_model(args.model, args.data)
+        if not isinstance(model, PerceptualRegularization):
+            raise UsageError("--model", f"{args.model!r} holds a {type(model).__name__}, not a "
+                                        "PerceptualRegularization (a classifier with a decoder head)")
+    x, y = _load_data("mnist-test" if args.data == "mnist" else args.data, args.n)
+    x = x.astype("float32") / 255.0 if x.dtype.kind == "u" else x
+    _check_fit(model, x, y, name, args.data)
+    judge = None
+    if args.judge is not None:
+        judge, _, _ = _load_model(args.judge, "custom", "--judge")
+        try:
+            _check_fit(judge, x, y, args.judge, args.data)
+        except UsageError as e:
+            raise UsageError("--judge", str(e).split(": ", 1)[1]) from None
+    steps = {a: args.steps for a in attacks} if args.steps is not None else None
+    run_perception(model, x, y, attacks=attacks, eps=eps, steps=steps, judge=judge, data_name=args.data,
+                   model_name=name, class_names=class_names(args.data), noise_per_class=args.noise_per_class,
+                   out_dir=args.out, seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress)
+    print(open(os.path.join(args.out, "report.md"), encoding="utf-8").read())
+    return 0
+
+
 # ----------------------------------------------------------------------------- parser
 class _FMT(argparse.HelpFormatter):
     """Help with each option's default, unless the help already says it or there is none to show."""
@@ -663,6 +725,31 @@ def _probe_parser(sub):
     _common(pr, "runs/probe")
 
 
+def _perceive_parser(sub):
+    pe = sub.add_parser("perceive", formatter_class=_FMT,
+                        help="how clean and adversarial images look to a perceptually regularised model",
+                        description="Perceptual regularisation (ICLR 2020 submission): panels x, P(x), x_adv, "
+                                    "P(x_adv), the latent interpolation D(F(x) + αZ) and noise attacked toward each "
+                                    "class, read by an optional independent judge classifier.")
+    pe.add_argument("--data", default="mnist", choices=("mnist", "cifar10"), help="dataset (test images)")
+    pe.add_argument("--model", default=None,
+                    help="a PerceptualRegularization .keras file (default: the shipped model of --data)")
+    pe.add_argument("--attacks", default="pgd,fpgap,l1q",
+                    help="comma-separated subset of pgd (ℓ∞ PGD), fpgap, pgap (SSIM ball), l1q (ℓ1-q Frank–Wolfe)")
+    pe.add_argument("--eps", default="", help="ε per attack, e.g. 'pgd=0.2;l1q=30' (default: MNIST pgd 0.2, fpgap "
+                                              "/ pgap 0.3, l1q 30; CIFAR-10 pgd 8/255, fpgap / pgap 0.1, l1q 10)")
+    pe.add_argument("--steps", type=_int(1), default=None,
+                    help="attack steps (default: pgd 100 on MNIST, 20 on CIFAR-10; fpgap / pgap 50; l1q 30)")
+    pe.add_argument("--n", type=_int(1), default=500, help="number of test images (the first N)")
+    pe.add_argument("--judge", default=None,
+                    help="an independent .keras classifier that reads x_adv, P(x) and P(x_adv) (fractions with 95 %% "
+                         "Wilson intervals)")
+    pe.add_argument("--noise-per-class", type=_int(0), default=10,
+                    help="uniform-noise images attacked toward each class (0: none)")
+    pe.add_argument("--batch-size", type=_int(1), default=256, help="images per attack call and cache entry")
+    _common(pe, "runs/perceive")
+
+
 def build_parser():
     """The argument parser (imports the registries, so TensorFlow: call after the quiet start-up)."""
     from .attacks import attack_names, pgap_solvers
@@ -680,11 +767,12 @@ def build_parser():
     _benchmark_parser(sub, METHOD_NAMES, BENCHMARKS, INSERTION_BLURS)
     _counterfactual_parser(sub)
     _probe_parser(sub)
+    _perceive_parser(sub)
     return p
 
 
 _COMMANDS = {"compare": _compare, "localize": _localize, "benchmark": _benchmark,
-             "counterfactual": _counterfactual, "probe": _probe}
+             "counterfactual": _counterfactual, "probe": _probe, "perceive": _perceive}
 
 
 def main(argv=None):

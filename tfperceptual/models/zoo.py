@@ -12,10 +12,11 @@ from pathlib import Path
 import keras
 
 from ..datasets import CIFAR10_CLASSES, data_root
+from .perceptual import PerceptualRegularization
 from .tfjs_weights import assign_tfjs_weights, read_tfjs_weights
 
 __all__ = ["mnist_cnn", "cifar10_cnn", "mnist_cnn_robust", "cifar10_cnn_robust", "cifar10_cnn_ssim_robust",
-           "imagenet_mobilenet", "class_names", "ASSETS", "MODELS_ENV"]
+           "mnist_perceptual", "cifar10_perceptual", "imagenet_mobilenet", "class_names", "ASSETS", "MODELS_ENV"]
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 MODELS_ENV = "TFPERCEPTUAL_MODELS"
@@ -87,6 +88,38 @@ def cifar10_cnn_ssim_robust():
         FileNotFoundError: the weights have not been trained yet.
     """
     return _asset("cifar10_cnn_ssim_robust", "scripts/train_robust.py --data cifar10 --attack fpgap ...")
+
+
+def _perceptual(name, how):
+    model = _asset(name, how)
+    if not isinstance(model, PerceptualRegularization):  # pragma: no cover - a corrupted asset
+        raise TypeError(f"{name}.keras holds a {type(model).__name__}, not a PerceptualRegularization")
+    return model
+
+
+def mnist_perceptual():
+    """The shipped perceptually regularised MNIST model (:class:`~tfperceptual.training.PerceptualRegularization`
+    with the paper's Appendix B.2 parts; ``scripts/train_perceptual.py``; λ, accuracy and perception quality in
+    docs/results.md, "Perceptual regularisation").
+
+    ``model(x)``: (B, 28, 28, 1) float32 in [0, 1] → (B, 10) logits; ``model.perceive(x)`` → P(x), same shape.
+
+    Raises:
+        FileNotFoundError: the weights have not been trained yet.
+    """
+    return _perceptual("mnist_perceptual", "scripts/train_perceptual.py --data mnist ... --ship LAMBDA")
+
+
+def cifar10_perceptual():
+    """The shipped perceptually regularised CIFAR-10 model (the paper's SVHN parts of Appendix B.3 at 32 × 32 × 3;
+    ``scripts/train_perceptual.py``; docs/results.md, "Perceptual regularisation").
+
+    ``model(x)``: (B, 32, 32, 3) float32 in [0, 1] → (B, 10) logits; ``model.perceive(x)`` → P(x), same shape.
+
+    Raises:
+        FileNotFoundError: the weights have not been trained yet.
+    """
+    return _perceptual("cifar10_perceptual", "scripts/train_perceptual.py --data cifar10 ... --ship LAMBDA")
 
 
 def _models_root():

@@ -16,6 +16,11 @@ callbacks, ``tf.distribute`` strategies (build the classifier, the attack and th
 
 The compiled metrics (e.g. ``"accuracy"``) are computed on the adversarial batch during training (the
 robust training accuracy) and on clean images by ``evaluate`` and ``validation_data``.
+
+A :class:`~tfperceptual.training.PerceptualRegularization` model is trained adversarially with its
+reconstruction term: loss = (the loss above) + λ · MSE(x_adv, P(x_adv)), the decoder reconstructing the very
+images the classifier trains on (so that P keeps showing what the model perceives of any input; reconstructing x
+from x_adv instead would teach P to undo attacks).  Its ``reconstruction_loss`` is reported beside the loss.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from ..attacks.base import Attack
 from ..attacks.objectives import attack_loss
 from ..models.adapter import LogitsModel
 from ..validation import check_choice, check_real
+from .perceptual import PerceptualRegularization
 
 __all__ = ["AdversarialTraining", "METHODS"]
 
@@ -119,6 +125,9 @@ class AdversarialTraining(keras.Model):
         self.num_classes = attack.num_classes
         self.image_shape = attack.input_shape
         self._step_seed = bool(getattr(attack, "takes_step_seed", False))
+        self._perceptual = isinstance(self.classifier, PerceptualRegularization)
+        if self._perceptual:
+            self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.built = True  # its weights are the classifier's, which exist already
 
     # ------------------------------------------------------------------ Keras
@@ -175,13 +184,24 @@ class AdversarialTraining(keras.Model):
                     clean = self.compute_loss(x=x, y=labels, y_pred=self(x, training=True),
                                               sample_weight=sample_weight)
                     loss = f * loss + (1.0 - f) * clean
+            if self._perceptual:  # the decoder reconstructs the images the classifier trains on
+                reconstruction = self.classifier.reconstruction_error(x_adv, training=True)
+                loss += self.classifier.lam * _per_replica(reconstruction)
             scaled = self.optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(grads, self.trainable_variables)
         for metric in self.metrics:
             if metric.name == "loss":  # the loss over the whole batch, not the replica's share
                 metric.update_state(loss * _replicas(), sample_weight=tf.shape(x)[0])
+        if self._perceptual:
+            self.reconstruction_tracker.update_state(reconstruction)
         return self.compute_metrics(x_adv, labels, logits_adv, sample_weight=sample_weight)
+
+    def test_step(self, data):
+        if self._perceptual:  # evaluate is clean: the reconstruction error of the clean images
+            x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+            self.reconstruction_tracker.update_state(self.classifier.reconstruction_error(tf.cast(x, tf.float32)))
+        return super().test_step(data)
 
     def get_config(self):
         raise NotImplementedError("AdversarialTraining is a training wrapper and is not saved itself: save the "

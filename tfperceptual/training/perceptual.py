@@ -1,15 +1,17 @@
-"""Perceptual regularisation: a decoder head that shows what a Keras classifier perceives (issue 17, in progress).
+"""Perceptual regularisation: a decoder head that shows what a Keras classifier perceives.
 
 "Visualizing Representations by Perceptual Regularization" (ICLR 2020 submission): a classifier H = C ∘ F with a
 decoder D on its feature map F, trained jointly on CE(H(x), y) + λ · reconstruction(x, D(F(x))).  The
 *perception* P = D ∘ F shows what the representation kept; P(x_adv) shows how an adversarial example looks to
 the model; Z = F(x_adv) − F(x) is a latent direction, decoded along D(F(x) + αZ).
 
-:class:`PerceptualRegularization` is a ``keras.Model`` in the pattern of keras.io's VAE example (sub-models as
-attributes, a custom ``train_step``, one ``Mean`` tracker per loss).  **The reconstruction term is the per-pixel
-mean squared error** (the mean over pixels and channels, then over the batch); the paper's λ multiplies the
-squared norm ‖x − P(x)‖² summed over the D = H·W·C entries, so the paper's λ_paper corresponds to
-λ = λ_paper · D here (MNIST: D = 784).
+The model, :class:`PerceptualRegularization`, is defined in :mod:`tfperceptual.models.perceptual` (the zoo loads
+the shipped ones) and exported here.
+
+Builders: :func:`mnist_perceptual_parts` (the paper's Appendix B.2), :func:`cifar10_perceptual_parts` (its SVHN
+networks of Appendix B.3 applied to 32 × 32 × 3 CIFAR-10 images) and :func:`from_classifier` (cut a user's
+classifier at a named layer and add a decoder there).  With :class:`~tfperceptual.training.AdversarialTraining`
+the model is trained adversarially and its decoder still learns to reconstruct (module ``adversarial``).
 """
 
 from __future__ import annotations
@@ -18,119 +20,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ..validation import check_real
+from ..models.adapter import as_logits_model
+from ..models.perceptual import PerceptualRegularization
 
-__all__ = ["PerceptualRegularization", "mnist_perceptual_parts", "latent_direction", "interpolate"]
-
-
-def _shape(model, which, attr):
-    try:
-        return tuple(getattr(model, attr))
-    except (AttributeError, ValueError) as e:
-        raise ValueError(f"the {which} must be a built Keras model with a known {attr} ({e})") from None
-
-
-def _fits(want, got):
-    return len(want) == len(got) and all(w is None or g is None or w == g for w, g in zip(want[1:], got[1:]))
-
-
-@keras.saving.register_keras_serializable(package="tfperceptual")
-class PerceptualRegularization(keras.Model):
-    """H = C ∘ F trained with a decoder D on F: loss = CE(C(F(x)), y) + λ · MSE(x, D(F(x))) (module docstring).
-
-    Args:
-        encoder: F, a Keras model from images (B, H, W, C) in [0, 1] to features z.
-        classifier: C, a Keras model from z to logits (B, K).
-        decoder: D, a Keras model from z to images of the encoder's input shape, in [0, 1] (a sigmoid output).
-        lam: λ ≥ 0, the weight of the per-pixel mean squared reconstruction error.
-
-    ``call(x)`` returns the logits of H (so attacks and explainers take the model as a classifier);
-    :meth:`perceive` returns P(x) = D(F(x)) clipped to [0, 1].  Metrics: ``loss``, ``classification_loss``,
-    ``reconstruction_loss`` and ``accuracy`` (training and ``evaluate``).
-
-    Raises:
-        ValueError: λ < 0 or not finite; a part whose input or output shape does not fit (named, with the shapes).
-    """
-
-    def __init__(self, encoder, classifier, decoder, lam=1e-2, **kwargs):
-        super().__init__(**kwargs)
-        self.lam = check_real(lam, "lam (λ)", 0.0, None, low_inclusive=True)
-        x_shape = _shape(encoder, "encoder", "input_shape")
-        z_shape = _shape(encoder, "encoder", "output_shape")
-        if not _fits(_shape(classifier, "classifier", "input_shape"), z_shape):
-            raise ValueError(f"the classifier takes {_shape(classifier, 'classifier', 'input_shape')} but the encoder "
-                             f"outputs {z_shape}")
-        if not _fits(_shape(decoder, "decoder", "input_shape"), z_shape):
-            raise ValueError(f"the decoder takes {_shape(decoder, 'decoder', 'input_shape')} but the encoder outputs "
-                             f"{z_shape}")
-        if not _fits(_shape(decoder, "decoder", "output_shape"), x_shape):
-            raise ValueError(f"the decoder outputs {_shape(decoder, 'decoder', 'output_shape')} but the images have "
-                             f"shape {x_shape} (the encoder's input): a perception must have the image's shape")
-        out = _shape(classifier, "classifier", "output_shape")
-        if len(out) != 2 or out[-1] is None:
-            raise ValueError(f"the classifier must output logits (B, K), got {out}")
-        self.encoder, self.classifier, self.decoder = encoder, classifier, decoder
-        self.image_shape, self.num_classes = x_shape[1:], int(out[-1])
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.classification_tracker = keras.metrics.Mean(name="classification_loss")
-        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
-        self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-        self.built = True  # its weights are the parts', which exist already
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker, self.classification_tracker, self.reconstruction_tracker, self.accuracy_tracker]
-
-    def call(self, inputs, training=False):
-        return self.classifier(self.encoder(inputs, training=training), training=training)
-
-    def perceive(self, x, training=False):
-        """P(x) = D(F(x)) for images (B, H, W, C) in [0, 1], clipped to [0, 1] (float32 tensor, same shape)."""
-        return tf.clip_by_value(self.decoder(self.encoder(x, training=training), training=training), 0.0, 1.0)
-
-    def _objective(self, x, y, training):
-        z = self.encoder(x, training=training)
-        logits = self.classifier(z, training=training)
-        recon = self.decoder(z, training=training)
-        ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(tf.reshape(y, [-1]), tf.int64),
-                                                                           logits))
-        mse = tf.reduce_mean(tf.square(tf.cast(x, recon.dtype) - recon))
-        return logits, ce, mse, ce + self.lam * mse
-
-    def _update(self, y, logits, ce, mse, total):
-        self.loss_tracker.update_state(total)
-        self.classification_tracker.update_state(ce)
-        self.reconstruction_tracker.update_state(mse)
-        self.accuracy_tracker.update_state(tf.reshape(y, [-1]), logits)
-        return {m.name: m.result() for m in self.metrics}
-
-    def train_step(self, data):
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        x = tf.cast(x, tf.float32)
-        with tf.GradientTape() as tape:
-            logits, ce, mse, total = self._objective(x, y, True)
-            # under tf.distribute the replicas' gradients are summed: each contributes its share of the mean
-            replicas = tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, total.dtype)
-            scaled = self.optimizer.scale_loss(total / replicas)
-        grads = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply(grads, self.trainable_variables)
-        return self._update(y, logits, ce, mse, total)
-
-    def test_step(self, data):
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self._update(y, *self._objective(tf.cast(x, tf.float32), y, False))
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"encoder": keras.saving.serialize_keras_object(self.encoder),
-                       "classifier": keras.saving.serialize_keras_object(self.classifier),
-                       "decoder": keras.saving.serialize_keras_object(self.decoder), "lam": self.lam})
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        parts = {k: keras.saving.deserialize_keras_object(config.pop(k)) for k in ("encoder", "classifier", "decoder")}
-        return cls(**parts, **config)
+__all__ = ["PerceptualRegularization", "mnist_perceptual_parts", "cifar10_perceptual_parts", "from_classifier",
+           "default_decoder", "latent_direction", "interpolate"]
 
 
 def mnist_perceptual_parts(latent=32, seed=None):
@@ -160,6 +54,113 @@ def mnist_perceptual_parts(latent=32, seed=None):
     d = layers.Conv2DTranspose(1, 4, padding="same", activation="sigmoid", name="d_out")(d)
     decoder = keras.Model(zd, d, name="decoder")
     return encoder, classifier, decoder
+
+
+def cifar10_perceptual_parts(latent=64, seed=None):
+    """(encoder, classifier, decoder) of the paper's SVHN networks (Appendix B.3, z ∈ R^64) for 32 × 32 × 3
+    images (applied to CIFAR-10: SVHN and CelebA cannot be had offline).
+
+    F: 4 × 4 convolutions 32-64-128 with stride 2 (32 → 16 → 8 → 4) and a valid 4 × 4 convolution to z ∈ R^64;
+    C: 64 → 128 → 10; D: transposed convolutions 128 (4 × 4 from 1 × 1) → 64 → 32 → 3 (4 × 4, stride 2) with a
+    sigmoid, back to 32 × 32 × 3.  (Widths, strides and paddings are ours where the appendix leaves them open.)
+    """
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    layers = keras.layers
+    x = keras.Input((32, 32, 3), name="pixels")
+    h = x
+    for i, width in enumerate((32, 64, 128), 1):
+        h = layers.Conv2D(width, 4, strides=2, padding="same", activation="relu", name=f"f_conv{i}")(h)
+    h = layers.Conv2D(latent, 4, padding="valid", activation="relu", name="f_conv4")(h)
+    encoder = keras.Model(x, layers.Flatten(name="z")(h), name="encoder")
+    z = keras.Input((latent,), name="z")
+    c = layers.Dense(128, activation="relu", name="c_fc1")(z)
+    classifier = keras.Model(z, layers.Dense(10, name="logits")(c), name="classifier")
+    zd = keras.Input((latent,), name="z")
+    d = layers.Reshape((1, 1, latent), name="d_reshape")(zd)
+    d = layers.Conv2DTranspose(128, 4, padding="valid", activation="relu", name="d_deconv1")(d)
+    d = layers.Conv2DTranspose(64, 4, strides=2, padding="same", activation="relu", name="d_deconv2")(d)
+    d = layers.Conv2DTranspose(32, 4, strides=2, padding="same", activation="relu", name="d_deconv3")(d)
+    d = layers.Conv2DTranspose(3, 4, strides=2, padding="same", activation="sigmoid", name="d_out")(d)
+    decoder = keras.Model(zd, d, name="decoder")
+    return encoder, classifier, decoder
+
+
+def default_decoder(feature_shape, image_shape, width=64, name="decoder"):
+    """A decoder from features of ``feature_shape`` ((d,) or (h, w, c)) to images of ``image_shape`` (H, W, C) in
+    [0, 1]: a dense layer to a small map (for a vector), transposed 4 × 4 convolutions of stride 2 (width halving
+    from ``width``) until the map covers H × W, a bilinear resize where the sizes do not divide, and a 3 × 3
+    convolution with a sigmoid to C channels.
+
+    Raises:
+        ValueError: an image shape that is not (H, W, C) with known sizes, or features of another rank.
+    """
+    image_shape = tuple(image_shape)
+    if len(image_shape) != 3 or any(s is None for s in image_shape):
+        raise ValueError(f"the decoder needs a known image shape (H, W, C), got {image_shape}")
+    feature_shape = tuple(feature_shape)
+    if len(feature_shape) not in (1, 3) or any(s is None for s in feature_shape):
+        raise ValueError(f"the decoder takes features of shape (d,) or (h, w, c) with known sizes, got "
+                         f"{feature_shape}: pass decoder= built for them")
+    H, W, C = image_shape
+    layers = keras.layers
+    z = keras.Input(feature_shape, name="features")
+    if len(feature_shape) == 1:
+        h0, w0 = max(1, -(-H // 8)), max(1, -(-W // 8))
+        d = layers.Dense(h0 * w0 * width, activation="relu", name="d_dense")(z)
+        d = layers.Reshape((h0, w0, width), name="d_reshape")(d)
+    else:
+        h0, w0 = feature_shape[:2]
+        d = z
+    size, i, filters = (h0, w0), 0, width
+    while size[0] < H or size[1] < W:
+        i += 1
+        d = layers.Conv2DTranspose(filters, 4, strides=2, padding="same", activation="relu", name=f"d_deconv{i}")(d)
+        size, filters = (size[0] * 2, size[1] * 2), max(16, filters // 2)
+    if size != (H, W):
+        d = layers.Resizing(H, W, interpolation="bilinear", name="d_resize")(d)
+    d = layers.Conv2D(C, 3, padding="same", activation="sigmoid", name="d_out")(d)
+    return keras.Model(z, d, name=name)
+
+
+def from_classifier(model, split_layer, decoder=None, lam=1e-2):
+    """A :class:`PerceptualRegularization` of a user's classifier cut at the layer named ``split_layer``.
+
+    F = the model from its input to that layer's output, C = the rest of the model (its logits: a softmax head
+    is read through its pre-activation, as :class:`~tfperceptual.models.LogitsModel` does), D = ``decoder`` or
+    :func:`default_decoder` for that layer's output shape.  F and C share the user's layers and weights: training
+    the returned model trains the user's classifier.
+
+    Args:
+        model: a Keras image classifier (functional or ``Sequential`` with an input shape) taking (B, H, W, C)
+            in [0, 1]; logits or softmax head.
+        split_layer: the name of a layer on every path from the input to the output (its output is z).
+        decoder: a Keras model from z to images (B, H, W, C) in [0, 1], or ``None``.
+        lam: λ ≥ 0 (see :class:`PerceptualRegularization`).
+
+    Raises:
+        ValueError: ``split_layer`` not in the model (the names are listed), the input or output layer itself,
+            a layer that does not cut the graph (a skip connection passes it), or a decoder that does not fit.
+    """
+    network = as_logits_model(model).network
+    names = [layer.name for layer in network.layers]
+    if not isinstance(split_layer, str) or split_layer not in names:
+        raise ValueError(f"split_layer {split_layer!r} is not a layer of model {model.name!r}; its layers are "
+                         f"{names}")
+    layer = network.get_layer(split_layer)
+    if isinstance(layer, keras.layers.InputLayer) or layer is network.layers[-1]:
+        raise ValueError(f"split_layer {split_layer!r} is the model's input or output layer: split at a layer "
+                         "in between")
+    features = layer.output
+    encoder = keras.Model(network.inputs[0], features, name=f"{model.name}_encoder")
+    try:
+        classifier = keras.Model(features, network.outputs[0], name=f"{model.name}_head")
+    except ValueError as e:
+        raise ValueError(f"split_layer {split_layer!r} does not cut model {model.name!r} in two (a path from the "
+                         f"input to the logits passes beside it, e.g. a skip connection): {e}") from None
+    if decoder is None:
+        decoder = default_decoder(tuple(features.shape[1:]), tuple(network.inputs[0].shape[1:]))
+    return PerceptualRegularization(encoder, classifier, decoder, lam=lam, name=f"{model.name}_perceptual")
 
 
 def latent_direction(model, x, x_adv):
