@@ -1,8 +1,9 @@
 """Contract tests over every registered attack and explainer (after Foolbox's tests/test_attacks.py and
 Xplique's tests/attributions/test_common.py): each runs on every kind of Keras model — functional and
 Sequential, logits, a Softmax() layer, Dense(activation="softmax"), a Lambda softmax, a Rescaling layer
-inside — gives the *same* answer for the same network whatever its head, handles a batch of 1, and rejects
-bad input with a clear error."""
+inside, and the same network as a PerceptualRegularization (a subclassed model with a decoder head) — gives the
+*same* answer for the same network whatever its head, handles a batch of 1, and rejects bad input with a clear
+error."""
 
 import keras
 import numpy as np
@@ -59,6 +60,26 @@ VARIANTS = [("functional", "logits"), ("sequential", "logits"), ("sequential", "
             ("sequential", "dense_softmax"), ("functional", "lambda_softmax"), ("functional", "softmax_layer")]
 
 
+def _perceptual(ref):
+    """The reference network as H = C ∘ F split after c2, with a decoder on F: the same logits."""
+    from tfperceptual.training import PerceptualRegularization
+
+    layers = _layers("logits")
+    inp = keras.Input(SHAPE)
+    h = inp
+    for layer in layers[:3]:
+        h = layer(h)
+    encoder = keras.Model(inp, h, name="encoder")
+    z = keras.Input(tuple(h.shape[1:]))
+    classifier = keras.Model(z, layers[4](layers[3](z)), name="classifier")
+    zd = keras.Input(tuple(h.shape[1:]))
+    d = keras.layers.Conv2DTranspose(SHAPE[-1], 5, activation="sigmoid")(zd)
+    model = PerceptualRegularization(encoder, classifier, keras.Model(zd, d, name="decoder"), lam=1.0)
+    for layer in layers:
+        layer.set_weights(ref.get_layer(layer.name).get_weights())
+    return model
+
+
 @pytest.fixture(scope="module")
 def models():
     keras.utils.set_random_seed(7)
@@ -68,6 +89,7 @@ def models():
         m = _model(kind, head)
         m.set_weights(ref.get_weights())  # the same network behind every head
         out[f"{kind}_{head}"] = m
+    out["perceptual_logits"] = _perceptual(ref)
     return out
 
 

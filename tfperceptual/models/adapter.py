@@ -87,6 +87,8 @@ def to_functional(model):
         raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
     if isinstance(model, LogitsModel):
         return model.network
+    if not has_graph(model) and callable(getattr(model, "logits_graph", None)):
+        return as_logits_model(model).network  # a subclassed model over its own layers (PerceptualRegularization)
     if not has_graph(model):
         raise ValueError(f"model {model.name!r} has no functional graph (a subclassed model, or a Sequential "
                          "model without an input shape): build it with keras.Input(shape) or wrap it as "
@@ -199,6 +201,9 @@ class LogitsModel(keras.Model):
     def _build_network(classifier, head, input_shape):
         if has_graph(classifier):
             inp, out = graph_endpoints(classifier)
+        elif callable(getattr(classifier, "logits_graph", None)):
+            # a subclassed model that exposes a functional graph of its own layers (PerceptualRegularization)
+            inp, out = classifier.logits_graph()
         elif input_shape is not None or getattr(classifier, "image_shape", None) is not None:
             # a subclassed model that states its image shape (the project's convention: ``image_shape`` (H, W, C),
             # e.g. PerceptualRegularization) is called on a symbolic input, as with input_shape

@@ -18,6 +18,7 @@ import keras
 import tensorflow as tf
 
 from ..validation import check_real
+from .graph import graph_endpoints, has_graph
 
 __all__ = ["PerceptualRegularization"]
 
@@ -82,6 +83,16 @@ class PerceptualRegularization(keras.Model):
 
     def call(self, inputs, training=False):
         return self.classifier(self.encoder(inputs, training=training), training=training)
+
+    def logits_graph(self):
+        """(input, logits) KerasTensors of one functional graph over F's own layers, with C called on F's output:
+        the adapter (:class:`~tfperceptual.models.LogitsModel`) builds its network from it, so that explainers find
+        F's convolutional and ReLU layers by name (Grad-CAM, the perceptual ball)."""
+        if not has_graph(self.encoder):  # a subclassed encoder: the model called on a symbolic input
+            inp = keras.Input(tuple(self.image_shape), name="pixels")
+            return inp, self(inp)
+        inp, z = graph_endpoints(self.encoder)
+        return inp, self.classifier(z)
 
     def perceive(self, x, training=False):
         """P(x) = D(F(x)) for images (B, H, W, C) in [0, 1], clipped to [0, 1] (float32 tensor, same shape)."""
