@@ -7,7 +7,8 @@ converted to the model's per-pixel λ = λ_paper · D.  Keras' ``BackupAndRestor
 the last finished epoch; each run writes ``<work>/lam_<λ_paper>/{model.keras, summary.json, history.json}``
 atomically, and a run whose summary exists is skipped.  ``--report`` writes the sweep's table and grid into
 ``docs/perceptual/`` (``lambda_<data>.{md,json,png}``); ``--ship λ_paper`` copies that run's model to
-``tfperceptual/assets/<data>_perceptual.keras``.
+``tfperceptual/assets/<data>_perceptual.keras``.  ``--adversarial linf_pgd:0.2:7`` trains the model adversarially
+(:class:`~tfperceptual.training.AdversarialTraining`, the reconstruction term kept) into ``lam_<λ>_linf_pgd0.2``.
 
     python scripts/train_perceptual.py --data mnist --epochs 10 --report --ship 0.01
     python scripts/train_perceptual.py --data cifar10 --epochs 20 --report --ship 0.01
@@ -26,16 +27,13 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SWEEP = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
-#: the paper's four regimes (its Section 4.1 / Fig. 3) by λ_paper, for the report's reading
-REGIMES = {1e-4: "tiny", 1e-3: "tiny", 1e-2: "delicate", 1e-1: "delicate", 1.0: "intermediate",
-           10.0: "large", 100.0: "large"}
 
 
 def _tag(lam):
     return f"{lam:g}"
 
 
-def train_one(data, lam_paper, epochs, batch_size, seed, work, limit=None):
+def train_one(data, lam_paper, epochs, batch_size, seed, work, limit=None, adversarial=None):
     import keras
     import tensorflow as tf
 
@@ -44,7 +42,7 @@ def train_one(data, lam_paper, epochs, batch_size, seed, work, limit=None):
     from tfperceptual.protocols.perception import perception_quality
     from tfperceptual.training import PerceptualRegularization, cifar10_perceptual_parts, mnist_perceptual_parts
 
-    run = Path(work) / f"lam_{_tag(lam_paper)}"
+    run = Path(work) / (f"lam_{_tag(lam_paper)}" + (f"_{adversarial[0]}{_tag(adversarial[1])}" if adversarial else ""))
     if (run / "summary.json").exists():
         print(f"{run}: done")
         return json.loads((run / "summary.json").read_text())
@@ -58,8 +56,17 @@ def train_one(data, lam_paper, epochs, batch_size, seed, work, limit=None):
     d = int(np.prod(x.shape[1:]))
     model = PerceptualRegularization(*parts, lam=lam_paper * d)
     steps = len(x) // batch_size
-    model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, epochs * steps,
-                                                                                         alpha=0.05)))
+    optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, epochs * steps, alpha=0.05))
+    trainer = model
+    if adversarial:  # Madry et al.'s PGD training of the perceptual model, its reconstruction term kept
+        from tfperceptual.attacks import build_attack
+        from tfperceptual.training import AdversarialTraining
+
+        name, eps, attack_steps = adversarial
+        trainer = AdversarialTraining(model, build_attack(name, model, eps, steps=attack_steps, seed=seed))
+        trainer.compile(optimizer=optimizer, metrics=["accuracy"])
+    else:
+        model.compile(optimizer=optimizer)
     ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed).batch(batch_size, drop_remainder=True)
     if data == "cifar10":
         sys.path.insert(0, str(HERE))
@@ -68,7 +75,7 @@ def train_one(data, lam_paper, epochs, batch_size, seed, work, limit=None):
         ds = ds.map(lambda a, b: (_augment(a), b), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.prefetch(tf.data.AUTOTUNE)
     start = time.time()
-    hist = model.fit(ds, epochs=epochs, verbose=2,
+    hist = trainer.fit(ds, epochs=epochs, verbose=2,
                      callbacks=[keras.callbacks.BackupAndRestore(str(run / "backup"))]).history
     wall = time.time() - start
     tmp = run / "model.tmp.keras"
@@ -77,7 +84,7 @@ def train_one(data, lam_paper, epochs, batch_size, seed, work, limit=None):
     quality = perception_quality(model, xt, yt)
     summary = {"data": data, "lam_paper": lam_paper, "lam": lam_paper * d, "entries": d, "epochs": epochs,
                "batch_size": batch_size, "seed": seed, "limit": limit, "train_seconds": wall, "test": quality,
-               "regime": REGIMES.get(lam_paper)}
+               "adversarial": None if not adversarial else dict(zip(("attack", "eps", "steps"), adversarial))}
     atomic_write_json(run / "history.json", hist)
     atomic_write_json(run / "summary.json", summary)
     shutil.rmtree(run / "backup", ignore_errors=True)
@@ -105,11 +112,11 @@ def report(data, work, lams, out):
         s = json.loads((run / "summary.json").read_text())
         rows.append(s)
         perceptions[lam] = perceive_batched(keras.models.load_model(run / "model.keras"), x)
-    lines = ["| λ_paper | λ (per-pixel) | regime | test accuracy | MSE of P(x) | SSIM of P(x) | train s |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| λ_paper | λ (per-pixel) | test accuracy | MSE of P(x) | SSIM of P(x) | train s |",
+             "|---|---|---|---|---|---|"]
     for s in rows:
         q = s["test"]
-        lines.append(f"| {s['lam_paper']:g} | {s['lam']:g} | {s['regime']} | {q['accuracy']:.4f} | {q['mse']:.5f} | "
+        lines.append(f"| {s['lam_paper']:g} | {s['lam']:g} | {q['accuracy']:.4f} | {q['mse']:.5f} | "
                      f"{q['ssim']:.3f} | {s['train_seconds']:.0f} |")
     n = rows[0]["test"]["n"] if rows else 0
     head = (f"λ sweep on {data} ({n} test images; {rows[0]['epochs'] if rows else '?'} epochs, batch "
@@ -143,21 +150,31 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="train on the first N images (smoke runs)")
     p.add_argument("--work", default=None, help="default runs/perceptual_<data>")
+    p.add_argument("--adversarial", default=None, metavar="ATTACK:EPS:STEPS",
+                   help="train adversarially with AdversarialTraining, e.g. linf_pgd:0.2:7 (run folder "
+                        "lam_<λ>_<attack><ε>)")
     p.add_argument("--report", action="store_true", help="write docs/perceptual/lambda_<data>.{md,json,png}")
     p.add_argument("--out", default=str(ROOT / "docs" / "perceptual"))
     p.add_argument("--ship", type=float, default=None, help="copy this λ_paper's model into the package assets")
     args = p.parse_args()
     lams = [float(v) for v in args.lam_paper.split(",") if v.strip()]
     work = Path(args.work or f"runs/perceptual_{args.data}")
+    adversarial = None
+    if args.adversarial:
+        name, eps, steps = args.adversarial.split(":")
+        adversarial = (name, float(eps), int(steps))
     for lam in lams:
-        train_one(args.data, lam, args.epochs, args.batch_size, args.seed, work, args.limit)
+        train_one(args.data, lam, args.epochs, args.batch_size, args.seed, work, args.limit, adversarial)
     if args.report:
         report(args.data, work, lams, args.out)
     if args.ship is not None:
+        import keras
+
         src = work / f"lam_{_tag(args.ship)}" / "model.keras"
         dst = ROOT / "tfperceptual" / "assets" / f"{args.data}_perceptual.keras"
-        shutil.copyfile(src, dst.with_suffix(".tmp"))
-        os.replace(dst.with_suffix(".tmp"), dst)
+        tmp = dst.with_name(dst.stem + ".tmp.keras")
+        keras.models.load_model(src, compile=False).save(tmp)  # weights only, no optimizer state
+        os.replace(tmp, dst)
         print(f"shipped {src} -> {dst}")
 
 

@@ -255,3 +255,16 @@ def test_perceive_cli_writes_its_panels(trained, tmp_path, run_cli):
     assert code == 0, err
     assert "| pgd | 0.2 | 5 |" in out and "| fpgap | 0.3 | 5 |" in out
     assert (tmp_path / "r" / "panels_fpgap.png").exists() and (tmp_path / "r" / "interpolation_pgd.png").exists()
+
+
+def test_the_shipped_mnist_model_classifies_and_perceives():
+    from tfperceptual.datasets import load_sample
+    from tfperceptual.models import zoo
+    from tfperceptual.protocols.perception import perception_quality
+
+    model = zoo.mnist_perceptual()
+    assert isinstance(model, PerceptualRegularization) and model.lam == pytest.approx(0.1 * 784)
+    x, y = load_sample("mnist")
+    q = perception_quality(model, x.astype(np.float32) / 255.0, y)
+    # docs/results.md: 97.61 % accuracy, SSIM of P(x) 0.903 on the 10,000 test images
+    assert q["accuracy"] > 0.96 and q["ssim"] > 0.85 and q["mse"] < 0.012
