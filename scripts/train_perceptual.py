@@ -8,7 +8,9 @@ the last finished epoch; each run writes ``<work>/lam_<λ_paper>/{model.keras, s
 atomically, and a run whose summary exists is skipped.  ``--report`` writes the sweep's table and grid into
 ``docs/perceptual/`` (``lambda_<data>.{md,json,png}``); ``--ship λ_paper`` copies that run's model to
 ``tfperceptual/assets/<data>_perceptual.keras``.  ``--adversarial linf_pgd:0.2:7`` trains the model adversarially
-(:class:`~tfperceptual.training.AdversarialTraining`, the reconstruction term kept) into ``lam_<λ>_linf_pgd0.2``.
+(:class:`~tfperceptual.training.AdversarialTraining`, the reconstruction term kept) into ``lam_<λ>_linf_pgd0.2``,
+fine-tuning the standard model of the same λ when it exists (PGD training of these narrow networks from scratch
+collapsed: every ReLU of z died and accuracy stayed at chance).
 
     python scripts/train_perceptual.py --data mnist --epochs 10 --report --ship 0.01
     python scripts/train_perceptual.py --data cifar10 --epochs 20 --report --ship 0.01
@@ -52,9 +54,16 @@ def train_one(data, lam_paper, epochs, batch_size, seed, work, limit=None, adver
     xt, yt = load("test")
     if limit:
         x, y = x[:limit], y[:limit]
-    parts = (mnist_perceptual_parts if data == "mnist" else cifar10_perceptual_parts)(seed=seed)
     d = int(np.prod(x.shape[1:]))
-    model = PerceptualRegularization(*parts, lam=lam_paper * d)
+    standard = Path(work) / f"lam_{_tag(lam_paper)}" / "model.keras"
+    if adversarial and standard.exists():
+        # adversarial fine-tuning of the standard model of the same λ: PGD training of this narrow network from
+        # scratch collapsed (every ReLU of z dead, accuracy at chance, for ε = 0.1 and 0.2 alike)
+        model = keras.models.load_model(standard, compile=False)
+        print(f"fine-tuning {standard} adversarially")
+    else:
+        parts = (mnist_perceptual_parts if data == "mnist" else cifar10_perceptual_parts)(seed=seed)
+        model = PerceptualRegularization(*parts, lam=lam_paper * d)
     steps = len(x) // batch_size
     optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, epochs * steps, alpha=0.05))
     trainer = model
@@ -84,7 +93,8 @@ def train_one(data, lam_paper, epochs, batch_size, seed, work, limit=None, adver
     quality = perception_quality(model, xt, yt)
     summary = {"data": data, "lam_paper": lam_paper, "lam": lam_paper * d, "entries": d, "epochs": epochs,
                "batch_size": batch_size, "seed": seed, "limit": limit, "train_seconds": wall, "test": quality,
-               "adversarial": None if not adversarial else dict(zip(("attack", "eps", "steps"), adversarial))}
+               "adversarial": None if not adversarial else dict(zip(("attack", "eps", "steps"), adversarial)),
+               "init": str(standard) if adversarial and standard.exists() else "scratch"}
     atomic_write_json(run / "history.json", hist)
     atomic_write_json(run / "summary.json", summary)
     shutil.rmtree(run / "backup", ignore_errors=True)

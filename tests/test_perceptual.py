@@ -293,6 +293,6 @@ def test_the_shipped_mnist_model_classifies_and_perceives():
     model = zoo.mnist_perceptual()
     assert isinstance(model, PerceptualRegularization) and model.lam == pytest.approx(0.1 * 784)
     x, y = load_sample("mnist")
-    q = perception_quality(model, x.astype(np.float32) / 255.0, y)
+    q = perception_quality(model, x, y)
     # docs/results.md: 97.61 % accuracy, SSIM of P(x) 0.903 on the 10,000 test images
     assert q["accuracy"] > 0.96 and q["ssim"] > 0.85 and q["mse"] < 0.012

@@ -103,16 +103,23 @@ def _attack_cached(cache, key, attack, x, labels, target, batch_size, progress, 
     return np.concatenate(out)
 
 
-def _interpolation(model, judge, x, x_adv, adv_label, alphas, batch_size):
-    """Per α: the model's class C(F(x) + αZ) and the judge's class of D(F(x) + αZ), (A, N) int each."""
+def _spread(n, k):
+    """``k`` indices spread evenly over ``range(n)`` (all of them if n ≤ k): panels show varied classes."""
+    return np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(int)) if n else np.zeros(0, int)
+
+
+def _interpolation(model, judge, x, x_adv, adv_label, alphas, batch_size, shown=4):
+    """Per α: the model's class C(F(x) + αZ) and the judge's class of D(F(x) + αZ), (A, N) int each, and the
+    decoded strips (A, ``shown``, H, W, C) of images spread over the N."""
     model_cls, judge_cls, strips = [], [], []
+    pick = _spread(len(x), shown)
     for s, e in batch_slices(len(x), batch_size):
         z = latent_direction(model, x[s:e], x_adv[s:e])
         images, logits = interpolate(model, x[s:e], z, alphas)
         model_cls.append(np.argmax(logits, -1))
         if judge is not None:
             judge_cls.append(np.stack([predict_labels(judge, im, batch_size) for im in images]))
-        strips.append(images[:, :4] if s == 0 else images[:, :0])
+        strips.append(images[:, pick[(pick >= s) & (pick < e)] - s])
     model_cls = np.concatenate(model_cls, 1) if model_cls else np.zeros((len(alphas), 0), np.int64)
     judge_cls = np.concatenate(judge_cls, 1) if judge_cls else None
     return model_cls, judge_cls, np.concatenate(strips, 1) if strips else None
@@ -219,8 +226,9 @@ def run_perception(model, x, y, *, attacks=("pgd", "fpgap", "l1q"), eps=None, st
                      f"{data_name}, {name} (ε = {settings['eps']:g}): x, P(x), x_adv, P(x_adv)",
                      out / f"panels_{name}.png")
         if strip is not None and strip.shape[1]:
-            _plot_strip(plt, strip, model_cls[:, :strip.shape[1]],
-                        None if judge_cls is None else judge_cls[:, :strip.shape[1]], alphas, class_names,
+            shown = _spread(len(idx), 4)
+            _plot_strip(plt, strip, model_cls[:, shown], None if judge_cls is None else judge_cls[:, shown], alphas,
+                        class_names,
                         f"{data_name}, {name}: D(F(x) + αZ), Z = F(x_adv) − F(x); model / judge class",
                         out / f"interpolation_{name}.png")
     if noise_per_class:
@@ -274,9 +282,12 @@ def _imshow(ax, img, title):
 
 
 def _plot_panels(plt, x, px, xa, pxa, y, adv, judged, n, names, title, path):
-    n = min(n, len(x))
-    if n == 0:
+    pick = _spread(len(x), n)
+    if not pick.size:
         return
+    x, px, xa, pxa, y, adv = x[pick], px[pick], xa[pick], pxa[pick], y[pick], adv[pick]
+    judged = None if judged is None else judged[pick]
+    n = len(pick)
     fig, axes = plt.subplots(4, n, figsize=(1.0 * n, 4.4), squeeze=False)
     for c in range(n):
         _imshow(axes[0, c], x[c], f"x: {_name(y[c], names)}")
@@ -290,11 +301,11 @@ def _plot_panels(plt, x, px, xa, pxa, y, adv, judged, n, names, title, path):
 
 def _plot_strip(plt, images, model_cls, judge_cls, alphas, names, title, path):
     a, n = images.shape[:2]
-    fig, axes = plt.subplots(n, a, figsize=(0.9 * a, 1.05 * n), squeeze=False)
+    fig, axes = plt.subplots(n, a, figsize=(1.0 * a, 1.25 * n), squeeze=False)
     for r in range(n):
         for c in range(a):
             j = "" if judge_cls is None else f"/{_name(judge_cls[c, r], names)}"
-            _imshow(axes[r, c], images[c, r], f"α={alphas[c]:g}: {_name(model_cls[c, r], names)}{j}")
+            _imshow(axes[r, c], images[c, r], f"α={alphas[c]:g}\n{_name(model_cls[c, r], names)}{j}")
     fig.suptitle(title, fontsize=7)
     atomic_savefig(fig, path, dpi=100)
     plt.close(fig)
