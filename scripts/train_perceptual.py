@@ -8,12 +8,15 @@ the last finished epoch; each run writes ``<work>/lam_<λ_paper>/{model.keras, s
 atomically, and a run whose summary exists is skipped.  ``--report`` writes the sweep's table and grid into
 ``docs/perceptual/`` (``lambda_<data>.{md,json,png}``); ``--ship λ_paper`` copies that run's model to
 ``tfperceptual/assets/<data>_perceptual.keras``.  ``--adversarial linf_pgd:0.2:7`` trains the model adversarially
-(:class:`~tfperceptual.training.AdversarialTraining`, the reconstruction term kept) into ``lam_<λ>_linf_pgd0.2``,
+(:class:`~tfperceptual.training.AdversarialTraining`, the reconstruction term kept) into ``lam_<λ>_linf_pgd0.2``
+(``_k<steps>`` appended for other than 7 steps),
 fine-tuning the standard model of the same λ when it exists (PGD training of these narrow networks from scratch
 collapsed: every ReLU of z died and accuracy stayed at chance).
 
-    python scripts/train_perceptual.py --data mnist --epochs 10 --report --ship 0.01
-    python scripts/train_perceptual.py --data cifar10 --epochs 20 --report --ship 0.01
+    python scripts/train_perceptual.py --data mnist --epochs 8 --report --ship 0.1
+    python scripts/train_perceptual.py --data cifar10 --epochs 8 --lam-paper 1e-4,1e-3,1e-2,0.1,1,100 \
+        --report --ship 0.01
+    python scripts/train_perceptual.py --data mnist --lam-paper 0.1 --epochs 3 --adversarial linf_pgd:0.2:7
 """
 
 import argparse
@@ -44,7 +47,9 @@ def train_one(data, lam_paper, epochs, batch_size, seed, work, limit=None, adver
     from tfperceptual.protocols.perception import perception_quality
     from tfperceptual.training import PerceptualRegularization, cifar10_perceptual_parts, mnist_perceptual_parts
 
-    run = Path(work) / (f"lam_{_tag(lam_paper)}" + (f"_{adversarial[0]}{_tag(adversarial[1])}" if adversarial else ""))
+    run = Path(work) / (f"lam_{_tag(lam_paper)}" + (f"_{adversarial[0]}{_tag(adversarial[1])}"
+                                                    + (f"_k{adversarial[2]}" if adversarial[2] != 7 else "")
+                                                    if adversarial else ""))
     if (run / "summary.json").exists():
         print(f"{run}: done")
         return json.loads((run / "summary.json").read_text())

@@ -7,6 +7,7 @@ import os
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tfperceptual.training.perceptual import (PerceptualRegularization, cifar10_perceptual_parts, from_classifier,
                                               interpolate, latent_direction, mnist_perceptual_parts)
@@ -30,12 +31,12 @@ def _fit(lam, data, epochs=2, seed=0):
 
 
 def test_training_lowers_reconstruction_and_raises_accuracy_and_lambda_trades_them(mnist_small, tmp_path):
-    model, hist, ev = _fit(1.0, mnist_small)
+    model, hist, ev = _fit(3.0, mnist_small)
     assert hist["reconstruction_loss"][-1] < 0.7 * hist["reconstruction_loss"][0]
     assert hist["accuracy"][-1] > hist["accuracy"][0] and ev["accuracy"] > 0.8
     assert set(hist) == {"loss", "classification_loss", "reconstruction_loss", "accuracy"}
-    np.testing.assert_allclose(hist["loss"][-1], hist["classification_loss"][-1] + hist["reconstruction_loss"][-1],
-                               rtol=1e-4)
+    np.testing.assert_allclose(hist["loss"][-1],
+                               hist["classification_loss"][-1] + 3.0 * hist["reconstruction_loss"][-1], rtol=1e-4)
     _, _, tiny = _fit(1e-4, mnist_small)
     _, _, large = _fit(100.0, mnist_small)
     assert large["reconstruction_loss"] < tiny["reconstruction_loss"]  # equal budget, larger λ
@@ -43,7 +44,7 @@ def test_training_lowers_reconstruction_and_raises_accuracy_and_lambda_trades_th
     xt = mnist_small[2][:16]
     model.save(tmp_path / "pr.keras")
     back = keras.models.load_model(tmp_path / "pr.keras")
-    assert isinstance(back, PerceptualRegularization) and back.lam == 1.0
+    assert isinstance(back, PerceptualRegularization) and back.lam == 3.0
     np.testing.assert_array_equal(back(xt).numpy(), model(xt).numpy())
     np.testing.assert_array_equal(back.perceive(xt).numpy(), model.perceive(xt).numpy())
     p = model.perceive(xt).numpy()
@@ -141,9 +142,17 @@ def test_perception_snapshot_writes_tensorboard_and_png_and_leaves_logs_alone(mn
     model = PerceptualRegularization(*mnist_perceptual_parts(seed=3), lam=1.0)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     snap = PerceptionSnapshot(xt[:6], every=2, log_dir=tmp_path / "tb", out_dir=tmp_path / "png")
-    stop = keras.callbacks.EarlyStopping(monitor="loss", patience=5)
-    hist = model.fit(x[:512], y[:512], batch_size=128, epochs=4, verbose=0, callbacks=[snap, stop])
-    assert set(hist.history) == {"loss", "classification_loss", "reconstruction_loss", "accuracy"}
+    stop = keras.callbacks.EarlyStopping(monitor="reconstruction_loss", mode="min", patience=10)
+    seen = []
+    keys = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(set(logs)))
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        hist = model.fit(x[:512], y[:512], batch_size=128, epochs=4, verbose=0, callbacks=[snap, stop, keys])
+    assert not [w for w in caught if "conditioned on metric" in str(w.message)]  # EarlyStopping found its metric
+    metrics = {"loss", "classification_loss", "reconstruction_loss", "accuracy"}
+    assert set(hist.history) == metrics and all(k == metrics for k in seen)  # the snapshot added nothing to logs
     assert [os.path.basename(p) for p in snap.written] == ["perception_epoch002.png", "perception_epoch004.png"]
     assert all(os.path.getsize(p) > 1000 for p in snap.written)
     events = [f for f in os.listdir(tmp_path / "tb") if f.startswith("events.out.tfevents")]
@@ -231,8 +240,22 @@ def test_adversarial_training_of_a_perceptual_model_keeps_its_reconstruction_ter
     assert all(not np.allclose(a, b) for a, b in zip(model.decoder.get_weights(), decoder_before))
     ev = wrapper.evaluate(xt[:256], yt[:256], verbose=0, return_dict=True)
     np.testing.assert_allclose(ev["reconstruction_loss"], float(model.reconstruction_error(xt[:256])), rtol=1e-4)
-    # the loss is the adversarial CE plus λ times the reconstruction error of the adversarial images
-    assert hist["loss"][-1] > 5.0 * hist["reconstruction_loss"][-1]
+    # evaluate: CE of the clean images + λ · their reconstruction error
+    logits = model(xt[:256]).numpy()
+    ce = np.mean(-np.take_along_axis(logits - np.log(np.exp(logits).sum(-1, keepdims=True)), yt[:256, None], 1))
+    np.testing.assert_allclose(ev["loss"], ce + 5.0 * float(model.reconstruction_error(xt[:256])), rtol=1e-4)
+    # a training step: the adversarial CE + λ · the reconstruction error of the adversarial images (SGD at rate 0
+    # keeps the weights; the loss is computed before the update anyway)
+    attack = LinfPGD(model, 0.1, steps=2, random_start=False)
+    still = AdversarialTraining(model, attack)
+    still.compile(optimizer=keras.optimizers.SGD(0.0))
+    xb, yb = x[:64], y[:64]
+    step = still.train_on_batch(xb, yb, return_dict=True)
+    x_adv = attack.perturb(tf.constant(xb), tf.constant(yb, tf.int64))
+    la = model(x_adv).numpy()
+    ce_adv = np.mean(-np.take_along_axis(la - np.log(np.exp(la).sum(-1, keepdims=True)), yb[:, None], 1))
+    np.testing.assert_allclose(step["loss"], ce_adv + 5.0 * float(model.reconstruction_error(x_adv)), rtol=1e-4)
+    np.testing.assert_allclose(step["reconstruction_loss"], float(model.reconstruction_error(x_adv)), rtol=1e-4)
 
 
 @pytest.fixture(scope="module")
@@ -258,10 +281,21 @@ def test_perception_protocol_measures_what_it_reports(trained, mnist_small, tmp_
     per_alpha = pgd["interpolation_model"]["per_alpha"]
     assert per_alpha[res["alphas"].index(1.0)] == 1.0 and per_alpha[0] == 0.0
     assert pgd["interpolation_model"]["fraction"] == 1.0
-    # the judge's reading of P(x) on the fooled images, recomputed
-    j = pgd["judge"]["perceived_clean_is_label"]
-    assert j["n"] == pgd["n_fooled"] and 0 <= j["fraction"] <= 1 and j["ci95"][0] <= j["fraction"] <= j["ci95"][1]
+    # the judge's readings on the fooled images, recomputed from the cached adversarials
+    import glob
+
+    parts = sorted(glob.glob(str(tmp_path / "cache" / "pgd_*.npz")), key=lambda f: int(f.split("_")[-2]))
+    x_adv = np.concatenate([np.load(f)["x_adv"] for f in parts])
+    adv = np.argmax(trained(x_adv).numpy(), -1)
+    fooled = (np.argmax(trained(xt).numpy(), -1) == yt) & (adv != yt)
+    assert fooled.sum() == pgd["n_fooled"]
     p = perceive_batched(trained, xt)
+    j_p = np.argmax(judge(p[fooled]).numpy(), -1)
+    assert pgd["judge"]["perceived_clean_is_label"]["k"] == int(np.sum(j_p == yt[fooled]))
+    j_padv = np.argmax(judge(perceive_batched(trained, x_adv[fooled])).numpy(), -1)
+    assert pgd["judge"]["perceived_adv_is_adv_label"]["k"] == int(np.sum(j_padv == adv[fooled]))
+    j = pgd["judge"]["perceived_adv_is_adv_label"]
+    assert j["ci95"][0] <= j["fraction"] <= j["ci95"][1]
     assert res["judge"]["perceived_clean_accuracy"] == np.mean(np.argmax(judge(p).numpy(), -1) == yt)
     for name in ("panels_pgd.png", "interpolation_pgd.png", "panels_l1q.png", "noise.png", "report.md"):
         assert (tmp_path / name).stat().st_size > 500, name
@@ -273,6 +307,10 @@ def test_perception_protocol_measures_what_it_reports(trained, mnist_small, tmp_
         run_perception(judge, xt, yt, out_dir=tmp_path)
     with pytest.raises(ValueError, match="unknown attacks"):
         run_perception(trained, xt, yt, attacks=("cw",), out_dir=tmp_path)
+    with pytest.raises(ValueError):
+        run_perception(trained, xt * 2.0, yt, out_dir=tmp_path)  # pixels outside [0, 1]
+    with pytest.raises(ValueError, match="presets"):
+        run_perception(trained, xt, yt, attacks=("pgd",), data_name="svhn", out_dir=tmp_path)
 
 
 def test_perceive_cli_writes_its_panels(trained, tmp_path, run_cli):
@@ -296,3 +334,42 @@ def test_the_shipped_mnist_model_classifies_and_perceives():
     q = perception_quality(model, x, y)
     # docs/results.md: 97.61 % accuracy, SSIM of P(x) 0.903 on the 10,000 test images
     assert q["accuracy"] > 0.96 and q["ssim"] > 0.85 and q["mse"] < 0.012
+
+
+def test_sample_weight_weighs_both_terms_and_a_softmax_classifier_is_refused(mnist_small):
+    x, y = mnist_small[0][:64], mnist_small[1][:64]
+
+    def one_step(lr, xs, ys, weights=None):
+        model = PerceptualRegularization(*mnist_perceptual_parts(seed=6), lam=4.0)
+        model.compile(optimizer=keras.optimizers.SGD(lr))
+        model.fit(xs, ys, sample_weight=weights, batch_size=len(xs), epochs=1, verbose=0, shuffle=False)
+        return model.get_weights()
+
+    # weights 1 on the first half, 0 on the second: the batch mean halves the first half's gradient
+    weighted = one_step(0.1, x, y, np.r_[np.ones(32), np.zeros(32)].astype(np.float32))
+    half = one_step(0.05, x[:32], y[:32])
+    for a, b in zip(weighted, half):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    enc, _, dec = mnist_perceptual_parts(seed=0)
+    soft = keras.Sequential([keras.Input((32,)), keras.layers.Dense(10, activation="softmax")])
+    with pytest.raises(ValueError, match="softmax"):
+        PerceptualRegularization(enc, soft, dec)
+
+
+def test_latent_tools_and_the_snapshot_check_their_inputs(trained, mnist_small, tmp_path):
+    from tfperceptual.attacks import LinfPGD
+    from tfperceptual.callbacks import PerceptionSnapshot
+    from tfperceptual.training import AdversarialTraining
+
+    x = mnist_small[2][:4]
+    with pytest.raises(ValueError, match="shape"):
+        latent_direction(trained, x, x[:3])
+    with pytest.raises(ValueError, match="shape of F"):
+        interpolate(trained, x, np.zeros((4, 7), np.float32), [0.0, 1.0])
+    # the snapshot watches the perceptual model inside an AdversarialTraining wrapper
+    model = PerceptualRegularization(*mnist_perceptual_parts(seed=7), lam=1.0)
+    wrapper = AdversarialTraining(model, LinfPGD(model, 0.1, steps=1, seed=0))
+    wrapper.compile(optimizer=keras.optimizers.Adam(1e-3))
+    snap = PerceptionSnapshot(x, out_dir=tmp_path)
+    wrapper.fit(mnist_small[0][:128], mnist_small[1][:128], batch_size=64, epochs=1, verbose=0, callbacks=[snap])
+    assert len(snap.written) == 1 and snap.grid().shape == (56, 4 * 28, 1)

@@ -98,10 +98,17 @@ class PerceptionSnapshot(keras.callbacks.Callback):
         self.written = []
         self._writer = None
 
+    def _perceiver(self):
+        """The model being trained, or the one an AdversarialTraining wrapper trains, if it has ``perceive``."""
+        for model in (self.model, getattr(self.model, "classifier", None)):
+            if callable(getattr(model, "perceive", None)):
+                return model
+        return None
+
     def on_train_begin(self, logs=None):
-        if not callable(getattr(self.model, "perceive", None)):
-            raise TypeError(f"PerceptionSnapshot needs a model with perceive(x) (a PerceptualRegularization), got "
-                            f"{type(self.model).__name__}")
+        if self._perceiver() is None:
+            raise TypeError(f"PerceptionSnapshot needs a model with perceive(x) (a PerceptualRegularization, or an "
+                            f"AdversarialTraining of one), got {type(self.model).__name__}")
         self.written = []
         if self.log_dir is not None:
             self._writer = tf.summary.create_file_writer(os.fspath(self.log_dir))
@@ -110,7 +117,7 @@ class PerceptionSnapshot(keras.callbacks.Callback):
 
     def grid(self):
         """(2 H, B W, C) float32 NumPy: the images on top, their perceptions below."""
-        p = np.asarray(self.model.perceive(tf.constant(self.x_val)), np.float32)
+        p = np.asarray(self._perceiver().perceive(tf.constant(self.x_val)), np.float32)
         return np.concatenate([np.concatenate(list(self.x_val), 1), np.concatenate(list(p), 1)], 0)
 
     def on_epoch_end(self, epoch, logs=None):

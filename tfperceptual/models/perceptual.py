@@ -5,8 +5,8 @@
 attributes, a custom ``train_step``, one ``Mean`` tracker per loss).  **The reconstruction term is the per-pixel
 mean squared error** (the mean over pixels and channels, then over the batch); the paper's λ multiplies the
 squared norm ‖x − P(x)‖² summed over the D = H·W·C entries, so the paper's λ_paper corresponds to
-λ = λ_paper · D here (MNIST: D = 784; CIFAR-10: D = 3,072).  Equivalently the paper's loss is D times ours at
-λ_paper = λ / D, so both optimise the same function up to the scale of the loss (which Adam ignores).
+λ = λ_paper · D here (MNIST: D = 784; CIFAR-10: D = 3,072): with that λ the two objectives are identical,
+CE + λ_paper · Σ(x − P(x))² = CE + λ · mean(x − P(x))².
 
 It lives with the models (the zoo loads the shipped ones); its builders, :func:`~tfperceptual.training.from_classifier`
 and the latent tools are in :mod:`tfperceptual.training.perceptual`.
@@ -34,6 +34,15 @@ def _fits(want, got):
     return len(want) == len(got) and all(w is None or g is None or w == g for w, g in zip(want[1:], got[1:]))
 
 
+def _probability_head(model):
+    """Whether the last layer of ``model`` is a softmax (a ``Softmax`` layer, or an activation of softmax)."""
+    last = model.layers[-1] if getattr(model, "layers", None) else None
+    if isinstance(last, keras.layers.Softmax):
+        return True
+    act = getattr(last, "activation", None)
+    return getattr(act, "__name__", "") == "softmax"
+
+
 @keras.saving.register_keras_serializable(package="tfperceptual")
 class PerceptualRegularization(keras.Model):
     """H = C ∘ F trained with a decoder D on F: loss = CE(C(F(x)), y) + λ · MSE(x, D(F(x))) (module docstring).
@@ -46,10 +55,13 @@ class PerceptualRegularization(keras.Model):
 
     ``call(x)`` returns the logits of H (so attacks and explainers take the model as a classifier);
     :meth:`perceive` returns P(x) = D(F(x)) clipped to [0, 1].  Metrics: ``loss``, ``classification_loss``,
-    ``reconstruction_loss`` and ``accuracy`` (training and ``evaluate``).
+    ``reconstruction_loss`` and ``accuracy`` (training and ``evaluate``).  ``sample_weight`` / ``class_weight``
+    weigh both terms per image (the batch mean of the weighted per-image losses, as Keras' losses do); accuracy is
+    unweighted.
 
     Raises:
-        ValueError: λ < 0 or not finite; a part whose input or output shape does not fit (named, with the shapes).
+        ValueError: λ < 0 or not finite; a part whose input or output shape does not fit (named, with the shapes);
+            a classifier that ends in a softmax (it must output logits).
     """
 
     def __init__(self, encoder, classifier, decoder, lam=1e-2, **kwargs):
@@ -69,6 +81,10 @@ class PerceptualRegularization(keras.Model):
         out = _shape(classifier, "classifier", "output_shape")
         if len(out) != 2 or out[-1] is None:
             raise ValueError(f"the classifier must output logits (B, K), got {out}")
+        if _probability_head(classifier):
+            raise ValueError(f"the classifier {classifier.name!r} ends in a softmax: it must output logits (the loss "
+                             "is the cross-entropy of logits); drop the activation, or cut a softmax model with "
+                             "from_classifier, which reads its pre-activation")
         self.encoder, self.classifier, self.decoder = encoder, classifier, decoder
         self.image_shape, self.num_classes = x_shape[1:], int(out[-1])
         self.loss_tracker = keras.metrics.Mean(name="loss")
@@ -104,13 +120,16 @@ class PerceptualRegularization(keras.Model):
         recon = self.decoder(self.encoder(x, training=training), training=training)
         return tf.reduce_mean(tf.square(tf.cast(x, recon.dtype) - recon))
 
-    def _objective(self, x, y, training):
+    def _objective(self, x, y, training, sample_weight=None):
         z = self.encoder(x, training=training)
         logits = self.classifier(z, training=training)
         recon = self.decoder(z, training=training)
-        ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(tf.reshape(y, [-1]), tf.int64),
-                                                                           logits))
-        mse = tf.reduce_mean(tf.square(tf.cast(x, recon.dtype) - recon))
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(tf.reshape(y, [-1]), tf.int64), logits)
+        mse = tf.reduce_mean(tf.square(tf.cast(x, recon.dtype) - recon), axis=[1, 2, 3])
+        if sample_weight is not None:  # Keras' convention: the batch mean of the weighted per-sample losses
+            w = tf.cast(tf.reshape(sample_weight, [-1]), ce.dtype)
+            ce, mse = ce * w, mse * w
+        ce, mse = tf.reduce_mean(ce), tf.reduce_mean(mse)
         return logits, ce, mse, ce + self.lam * mse
 
     def _update(self, y, logits, ce, mse, total):
@@ -121,10 +140,10 @@ class PerceptualRegularization(keras.Model):
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x = tf.cast(x, tf.float32)
         with tf.GradientTape() as tape:
-            logits, ce, mse, total = self._objective(x, y, True)
+            logits, ce, mse, total = self._objective(x, y, True, sample_weight)
             # under tf.distribute the replicas' gradients are summed: each contributes its share of the mean
             replicas = tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, total.dtype)
             scaled = self.optimizer.scale_loss(total / replicas)
@@ -133,8 +152,8 @@ class PerceptualRegularization(keras.Model):
         return self._update(y, logits, ce, mse, total)
 
     def test_step(self, data):
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self._update(y, *self._objective(tf.cast(x, tf.float32), y, False))
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        return self._update(y, *self._objective(tf.cast(x, tf.float32), y, False, sample_weight))
 
     def get_config(self):
         config = super().get_config()

@@ -26,7 +26,7 @@ from ..io_utils import atomic_savefig, atomic_write_json, atomic_write_text
 from ..models.perceptual import PerceptualRegularization
 from ..training.perceptual import interpolate, latent_direction
 from .report import _pyplot, fmt
-from .runner import ResultCache, batch_slices, fingerprint, predict_labels, supports_seed
+from .runner import ResultCache, batch_slices, check_dataset, fingerprint, predict_labels, supports_seed
 
 __all__ = ["perception_quality", "perceive_batched", "run_perception", "PERCEPTION_ATTACKS", "ALPHAS"]
 
@@ -78,7 +78,10 @@ def _fraction(mask):
 
 def _build(name, model, family, eps, steps, seed):
     registry, presets = PERCEPTION_ATTACKS[name]
-    opts = dict(presets.get(family, presets["mnist"]))
+    if family not in presets and (eps is None or steps is None):
+        raise ValueError(f"no {name} presets for data {family!r} (only {', '.join(presets)}): pass eps and steps "
+                         f"for {name}")
+    opts = dict(presets.get(family, {}))
     if eps is not None:
         opts["eps"] = float(eps)
     if steps is not None:
@@ -162,7 +165,8 @@ def run_perception(model, x, y, *, attacks=("pgd", "fpgap", "l1q"), eps=None, st
         interpolation's switches, and the noise study.
 
     Raises:
-        TypeError: not a PerceptualRegularization. ValueError: unknown attack names or bad images.
+        TypeError: not a PerceptualRegularization. ValueError: unknown attack names; bad images or labels; a
+        ``data_name`` without presets (other than mnist / cifar10) and no ``eps`` / ``steps`` for an attack.
     """
     if not isinstance(model, PerceptualRegularization):
         raise TypeError(f"model must be a PerceptualRegularization (a classifier with a decoder head), got "
@@ -171,6 +175,7 @@ def run_perception(model, x, y, *, attacks=("pgd", "fpgap", "l1q"), eps=None, st
     if unknown or not attacks:
         raise ValueError(f"unknown attacks {unknown or attacks}; choose from {', '.join(PERCEPTION_ATTACKS)}")
     eps, steps = dict(eps or {}), dict(steps or {})
+    check_dataset(model, x, y)  # pixels in [0, 1], finite, the model's shape, integer labels in [0, K)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cache = ResultCache(out / "cache")

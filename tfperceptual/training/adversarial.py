@@ -20,7 +20,8 @@ robust training accuracy) and on clean images by ``evaluate`` and ``validation_d
 A :class:`~tfperceptual.training.PerceptualRegularization` model is trained adversarially with its
 reconstruction term: loss = (the loss above) + λ · MSE(x_adv, P(x_adv)), the decoder reconstructing the very
 images the classifier trains on (so that P keeps showing what the model perceives of any input; reconstructing x
-from x_adv instead would teach P to undo attacks).  Its ``reconstruction_loss`` is reported beside the loss.
+from x_adv instead would teach P to undo attacks).  Its ``reconstruction_loss`` is reported beside the loss; the
+``evaluate`` / validation loss is CE + λ · MSE(x, P(x)) on the clean images.
 """
 
 from __future__ import annotations
@@ -198,10 +199,22 @@ class AdversarialTraining(keras.Model):
         return self.compute_metrics(x_adv, labels, logits_adv, sample_weight=sample_weight)
 
     def test_step(self, data):
-        if self._perceptual:  # evaluate is clean: the reconstruction error of the clean images
-            x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-            self.reconstruction_tracker.update_state(self.classifier.reconstruction_error(tf.cast(x, tf.float32)))
-        return super().test_step(data)
+        if not self._perceptual:
+            return super().test_step(data)
+        # evaluate is clean: CE + λ · the reconstruction error of the clean images, so that val_loss and loss
+        # weigh the same two terms
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        labels = self._labels(y)
+        x = tf.cast(x, tf.float32)
+        logits = self(x, training=False)
+        reconstruction = self.classifier.reconstruction_error(x)
+        loss = self.compute_loss(x=x, y=labels, y_pred=logits, sample_weight=sample_weight)
+        loss += self.classifier.lam * _per_replica(reconstruction)
+        for metric in self.metrics:
+            if metric.name == "loss":
+                metric.update_state(loss * _replicas(), sample_weight=tf.shape(x)[0])
+        self.reconstruction_tracker.update_state(reconstruction)
+        return self.compute_metrics(x, labels, logits, sample_weight=sample_weight)
 
     def get_config(self):
         raise NotImplementedError("AdversarialTraining is a training wrapper and is not saved itself: save the "

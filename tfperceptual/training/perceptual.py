@@ -165,8 +165,16 @@ def from_classifier(model, split_layer, decoder=None, lam=1e-2):
 
 def latent_direction(model, x, x_adv):
     """Z = F(x_adv) − F(x) (B, …) float32 NumPy for images (B, H, W, C) in [0, 1] of a
-    :class:`PerceptualRegularization` model."""
-    return (model.encoder(tf.constant(x_adv, tf.float32)) - model.encoder(tf.constant(x, tf.float32))).numpy()
+    :class:`PerceptualRegularization` model.
+
+    Raises:
+        ValueError: x and x_adv of different shapes, or not of the model's image shape.
+    """
+    x, x_adv = np.asarray(x, np.float32), np.asarray(x_adv, np.float32)
+    if x.shape != x_adv.shape or x.shape[1:] != tuple(model.image_shape):
+        raise ValueError(f"x and x_adv must both have shape (B, {', '.join(map(str, model.image_shape))}), got "
+                         f"{x.shape} and {x_adv.shape}")
+    return (model.encoder(tf.constant(x_adv)) - model.encoder(tf.constant(x))).numpy()
 
 
 def interpolate(model, x, z, alphas):
@@ -179,6 +187,8 @@ def interpolate(model, x, z, alphas):
     if alphas.size == 0 or not np.all(np.isfinite(alphas)):
         raise ValueError(f"alphas must be a non-empty sequence of finite numbers, got {alphas.tolist()}")
     base = model.encoder(tf.constant(x, tf.float32))
+    if tuple(np.shape(z)) != tuple(base.shape):
+        raise ValueError(f"z must have the shape of F(x), {tuple(base.shape)}, got {tuple(np.shape(z))}")
     z = tf.constant(z, base.dtype)
     images, logits = [], []
     for a in alphas:
