@@ -291,3 +291,31 @@ def test_options_read_at_trace_time_are_fixed_after_construction(mnist_model):
     pb.sigma = 2.0  # applied after the optimisation: free
     with pytest.raises(ValueError, match="gap_tol"):
         PGAP(mnist_model, eps=0.2, solver="cvxpy", gap_tol=1e-3)
+
+
+def test_an_ssim_ball_step_costs_one_forward_and_one_backward_pass():
+    """Issue 18: the success test reads the logits of the gradient pass, so ``steps`` steps run ``steps`` forward
+    passes (each with its backward pass) and one more forward pass for the last iterates — not two per step."""
+    import keras
+    import tensorflow as tf
+
+    from tfperceptual.attacks import FPGAP, PGAP
+
+    calls = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    class Count(keras.layers.Layer):
+        def call(self, x):
+            calls.assign_add(1)
+            return x
+
+    inp = keras.Input((28, 28, 1))
+    h = keras.layers.Flatten()(Count()(inp))
+    model = keras.Model(inp, keras.layers.Dense(10, kernel_initializer=keras.initializers.RandomNormal(seed=0))(h))
+    x = np.random.default_rng(0).uniform(0, 1, (6, 28, 28, 1)).astype(np.float32)
+    y = np.argmax(model(x).numpy(), -1)
+    for attack in (FPGAP(model, 0.05, steps=7, early_stop=False), PGAP(model, 0.05, steps=7, early_stop=False)):
+        for run in (lambda: attack(x, y), lambda: attack.perturb(tf.constant(x), tf.constant(y))):
+            run()  # trace
+            calls.assign(0)
+            run()
+            assert int(calls.numpy()) == 7 + 1, type(attack).__name__

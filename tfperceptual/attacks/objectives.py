@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from ..models.logits import class_margin
 
-__all__ = ["LOSSES", "PGD_LOSSES", "attack_loss", "attack_loss_gradient", "margin"]
+__all__ = ["LOSSES", "PGD_LOSSES", "attack_loss", "attack_loss_gradient", "attack_logits_and_gradient", "margin"]
 
 #: losses of the SSIM-ball attacks (which start at the clean image)
 LOSSES = ("cw", "ce")
@@ -51,11 +51,18 @@ def attack_loss(logits, labels, targets=None, loss="cw", confidence=50.0, refere
     raise ValueError(f"loss must be one of {PGD_LOSSES}, got {loss!r}")
 
 
+def attack_logits_and_gradient(model, x, labels, targets=None, loss="cw", confidence=50.0, reference_logits=None):
+    """(logits (B, K), ∇ₓ (B, H, W, C)) of the summed :func:`attack_loss` of ``model`` at images ``x``: one
+    forward and one backward pass, whose logits also tell a loop which images already succeeded (inference
+    mode)."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        logits = model(x, training=False)
+        total = tf.reduce_sum(attack_loss(logits, labels, targets, loss, confidence, reference_logits))
+    return logits, tape.gradient(total, x)
+
+
 def attack_loss_gradient(model, x, labels, targets=None, loss="cw", confidence=50.0, reference_logits=None):
     """∇ₓ of the summed :func:`attack_loss` of ``model``'s logits at images ``x`` (B, H, W, C), same shape:
     the one gradient every attack step of the project takes (inference mode)."""
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        total = tf.reduce_sum(attack_loss(model(x, training=False), labels, targets, loss, confidence,
-                                          reference_logits))
-    return tape.gradient(total, x)
+    return attack_logits_and_gradient(model, x, labels, targets, loss, confidence, reference_logits)[1]

@@ -36,7 +36,7 @@ from solvers.oracles import ClosedFormSSIMOracle, CvxpySSIMOracle, cvxpy_solver_
 from ..models.adapter import as_logits_model
 from ..validation import check_choice, check_positive_int, check_real
 from .base import Attack
-from .objectives import LOSSES, attack_loss_gradient
+from .objectives import LOSSES, attack_logits_and_gradient
 from .registry import register_attack
 
 __all__ = ["SSIMBallAttack", "PGAP", "FPGAP", "PGAP_SOLVERS", "pgap_solvers"]
@@ -122,8 +122,9 @@ class SSIMBallAttack(Attack, FixedOptions):
     def eps_luminance(self, value):
         self.oracle.eps1 = _eps_luminance(value)
 
-    def _loss_gradient(self, x, labels, targets, targeted):
-        return attack_loss_gradient(self.model, x, labels, targets if targeted else None, self.loss, self.confidence)
+    def _logits_and_gradient(self, x, labels, targets, targeted):
+        return attack_logits_and_gradient(self.model, x, labels, targets if targeted else None, self.loss,
+                                          self.confidence)
 
     def _success(self, logits, labels, targets, targeted):
         pred = tf.argmax(logits, -1, output_type=labels.dtype)
@@ -134,11 +135,17 @@ class SSIMBallAttack(Attack, FixedOptions):
         iterates); ``report`` (keep the per-image messages); ``compact`` (step only the images still running,
         gathered: finished images cost nothing). ``perturb`` runs with none of them: fixed shapes, no string
         op, no growing array, so an XLA-compiled ``train_step`` can contain it; it steps every image and keeps
-        the update only where the image still runs, which gives the same iterates."""
+        the update only where the image still runs, which gives the same iterates.
+
+        Pass k takes the logits and the gradient of the iterates x_k in one forward + backward pass: the logits
+        say which images already succeeded (early stop: they are not stepped), the gradient steps the others to
+        x_{k+1}.  One forward pass after the loop reads the last iterates.  So a step costs one forward and one
+        backward pass, the physical limit, not one more forward pass for the success test."""
         oracle = self.oracle
         n_img = tf.shape(x0)[0]
         x0_rows = tf.reshape(tf.cast(x0, oracle.dtype), (n_img, -1))
-        done, pred = self._success(self.model(x0, training=False), labels, targets, targeted)
+        done = tf.zeros_like(labels, dtype=tf.bool)
+        pred = labels
         failed = tf.zeros_like(done)
         zero = tf.zeros_like(done)
         messages = tf.fill([n_img], "") if report else tf.zeros((0,), tf.bool)
@@ -155,31 +162,49 @@ class SSIMBallAttack(Attack, FixedOptions):
             live = tf.gather(running, idx)  # all true when compact
             adv_a = tf.gather(adv, idx)
             lab_a, tgt_a, done_a = tf.gather(labels, idx), tf.gather(targets, idx), tf.gather(done, idx)
-            g = self._loss_gradient(adv_a, lab_a, tgt_a, targeted)
+            logits, g = self._logits_and_gradient(adv_a, lab_a, tgt_a, targeted)
+            succ, p = self._success(logits, lab_a, tgt_a, targeted)  # the reading of x_k
+            pred = tf.tensor_scatter_nd_update(pred, at, tf.where(live, p, tf.gather(pred, idx)))
+            done_now = (done_a | succ) if self.early_stop else succ
+            done = tf.tensor_scatter_nd_update(done, at, tf.where(live, done_now, done_a))
+            stepping = (live & tf.logical_not(done_now)) if self.early_stop else live
             flat_g = tf.reshape(g, (tf.shape(idx)[0], -1))
-            if not compact:  # finished images get no direction: the oracle returns them at once
-                flat_g = tf.where(live[:, None], flat_g, tf.zeros_like(flat_g))
+            # images that do not step get no direction: the oracle returns them at once
+            flat_g = tf.where(stepping[:, None], flat_g, tf.zeros_like(flat_g))
             step = oracle(flat_g, tf.gather(x0_rows, idx), report)
             new = tf.reshape(tf.cast(step.y, tf.float32), tf.shape(adv_a))
             if oracle.respects_box:  # float64 → float32 rounding may step a hair outside the box
                 new = tf.clip_by_value(new, b0, b1)
             ok = step.ok
-            take = ok & live
+            take = ok & stepping
             new = tf.where(take[:, None, None, None], new, adv_a)  # an uncertified step keeps the last iterate
-            succ, p = self._success(self.model(new, training=False), lab_a, tgt_a, targeted)
-            is_zero = tf.equal(k, 0) & tf.reduce_all(tf.equal(flat_g, 0.0), 1) & tf.logical_not(done_a) & live
+            is_zero = tf.equal(k, 0) & tf.reduce_all(tf.equal(flat_g, 0.0), 1) & stepping
             adv = tf.tensor_scatter_nd_update(adv, at, new)
-            failed = tf.tensor_scatter_nd_update(failed, at, tf.where(live, tf.logical_not(ok), tf.gather(failed, idx)))
+            failed = tf.tensor_scatter_nd_update(failed, at, tf.where(stepping, tf.logical_not(ok),
+                                                                      tf.gather(failed, idx)))
             if report and step.message is not None:
-                messages = tf.tensor_scatter_nd_update(messages, at, tf.where(take | ~live, tf.gather(messages, idx),
-                                                                              step.message))
+                messages = tf.tensor_scatter_nd_update(messages, at, tf.where(take | ~stepping,
+                                                                              tf.gather(messages, idx), step.message))
             zero = tf.tensor_scatter_nd_update(zero, at, tf.gather(zero, idx) | is_zero)
             steps = tf.tensor_scatter_nd_add(steps, at, tf.cast(take, tf.int32))
-            pred = tf.tensor_scatter_nd_update(pred, at, tf.where(take, p, tf.gather(pred, idx)))
-            done_new = (done_a | succ) if self.early_stop else tf.where(ok, succ, done_a)
-            done = tf.tensor_scatter_nd_update(done, at, tf.where(live, done_new, done_a))
             if record:
                 history = history.write(k, adv)
+        # the last iterates' reading: one forward pass over the images stepped in the last pass
+        last = tf.cast(steps, tf.bool) & tf.logical_not(done | failed) if self.early_stop else \
+            tf.logical_not(failed)
+
+        def read_last(pred=pred, done=done):
+            idx = tf.where(last)[:, 0] if compact else tf.range(tf.cast(n_img, tf.int64))
+            at = idx[:, None]
+            live = tf.gather(last, idx)
+            lab_a, tgt_a, done_a = tf.gather(labels, idx), tf.gather(targets, idx), tf.gather(done, idx)
+            succ, p = self._success(self.model(tf.gather(adv, idx), training=False), lab_a, tgt_a, targeted)
+            return (tf.tensor_scatter_nd_update(pred, at, tf.where(live, p, tf.gather(pred, idx))),
+                    tf.tensor_scatter_nd_update(done, at, tf.where(live, (done_a | succ) if self.early_stop else succ,
+                                                                   done_a)))
+
+        # (no model call on an empty batch: oneDNN's convolutions reject it)
+        pred, done = tf.cond(tf.reduce_any(last), read_last, lambda: (pred, done))
         iterates = history.stack() if record else tf.zeros((0,), tf.float32)
         return {"adversarial": adv, "success": done & tf.logical_not(failed), "steps": steps, "adv_labels": pred,
                 "failed": failed, "messages": messages, "zero_gradient": zero, "iterates": iterates}
