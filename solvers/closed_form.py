@@ -20,9 +20,9 @@ With the box active, :math:`y^\star` may leave :math:`[0,1]^N`.  With
 
 1. Euclidean projection of :math:`y^\star` onto the box intersected with the
    allowed mean interval: :math:`w = \mathrm{clip}(y^\star - \tau, lo, hi)`
-   with the scalar :math:`\tau` found from one sort of the breakpoints and then
-   solved exactly on the identified active set (the projection onto a box and a
-   hyperplane is this one-dimensional monotone problem);
+   with the scalar :math:`\tau` found by bisection and then solved exactly on
+   the identified active set (the projection onto a box and a hyperplane is
+   this one-dimensional monotone problem);
 2. the largest :math:`t \in [0,1]` with :math:`x + t(w - x)` inside the S2
    ball (a quadratic in :math:`t`).  Both :math:`x` and :math:`w` satisfy the
    box and mean constraints, so the whole segment does.
@@ -42,41 +42,36 @@ from .ssim_ball import C1, C2, ball_parameters
 __all__ = ["closed_form_step", "project_box_mean", "backtrack_into_ball"]
 
 
-def project_box_mean(z, mean_low, mean_high, bounds=(0.0, 1.0)):
+def project_box_mean(z, mean_low, mean_high, bounds=(0.0, 1.0), iters=None):
     """Euclidean projection of rows of ``z`` (B, N) onto {b0 ≤ y ≤ b1, mean(y) ∈ [low, high]}.
 
-    The projection is ``clip(z - τ, b0, b1)`` with ``τ`` the root of the non-increasing piecewise-linear
-    S(τ) = Σ clip(z_i − τ, b0, b1) − N·target (target: the mean clipped into [low, high]).  One sort of its 2N
-    knots z_i − b1, z_i − b0 and cumulative sums of its slopes give S at every knot; the root's segment is found
-    by counting, τ by linear interpolation on it, then solved exactly on the free set of that segment.  This is
-    O(N log N) per row (one sort), where bisection took 64 passes over the row.
+    The projection is ``clip(z - τ, b0, b1)`` with ``τ`` the root of a
+    monotone piecewise-linear function; bisection brackets it and a final
+    exact solve on the free set removes the bisection error.
     """
     z = tf.convert_to_tensor(z)
     dt = z.dtype
     b0, b1 = tf.constant(bounds[0], dt), tf.constant(bounds[1], dt)
+    if iters is None:
+        iters = 64 if dt == tf.float64 else 32
     n = tf.cast(tf.shape(z)[1], dt)
     m0 = tf.reduce_mean(tf.clip_by_value(z, b0, b1), 1)
     target = tf.clip_by_value(m0, mean_low, mean_high)
-    # knots of S: crossing z_i − b1 upward, pixel i leaves the top clamp (slope −1); at z_i − b0 it reaches the
-    # bottom (slope +1 back)
-    knots = tf.concat([z - b1, z - b0], 1)
-    turns = tf.concat([-tf.ones_like(z), tf.ones_like(z)], 1)
-    order = tf.argsort(knots, axis=1, stable=True)
-    t = tf.gather(knots, order, batch_dims=1)
-    slope = tf.cumsum(tf.gather(turns, order, batch_dims=1), axis=1)  # slope of S right of each knot
-    rise = slope[:, :-1] * (t[:, 1:] - t[:, :-1])
-    s_at = n * b1 + tf.concat([tf.zeros_like(rise[:, :1]), tf.cumsum(rise, axis=1)], 1)  # Σ clip at each knot
-    goal = n * target
-    m = tf.shape(t)[1]
-    # the last knot where S ≥ goal (S is non-increasing): the root lies on its segment
-    k = tf.clip_by_value(tf.reduce_sum(tf.cast(s_at >= goal[:, None], tf.int32), 1) - 1, 0, m - 2)
-    t_k = tf.gather(t, k, batch_dims=1)
-    t_next = tf.gather(t, k + 1, batch_dims=1)
-    s_k = tf.gather(s_at, k, batch_dims=1)
-    slope_k = tf.gather(slope, k, batch_dims=1)
-    tau = tf.where(slope_k < 0, t_k + (goal - s_k) / tf.where(slope_k < 0, slope_k, -tf.ones_like(slope_k)), t_k)
-    tau = tf.clip_by_value(tau, t_k, t_next)
-    # exact τ on the free set of that segment (removes the rounding of the cumulative sums)
+    # bracket: at τ = min(z) - (b1 - b0) all pixels are at b1, at τ = max(z) - b0 all at b0
+    lo_tau = tf.reduce_min(z, 1) - (b1 - b0)
+    hi_tau = tf.reduce_max(z, 1) - b0
+
+    def body(i, lo_t, hi_t):
+        mid = 0.5 * (lo_t + hi_t)
+        m = tf.reduce_mean(tf.clip_by_value(z - mid[:, None], b0, b1), 1)
+        # mean is non-increasing in τ: too high a mean → move τ up
+        go_up = m > target
+        return i + 1, tf.where(go_up, mid, lo_t), tf.where(go_up, hi_t, mid)
+
+    _, lo_tau, hi_tau = tf.while_loop(lambda i, a, b: i < iters, body,
+                                      (tf.constant(0), lo_tau, hi_tau))
+    tau = 0.5 * (lo_tau + hi_tau)
+    # exact τ on the free set identified by the bracket
     shifted = z - tau[:, None]
     free = (shifted > b0) & (shifted < b1)
     upper = shifted >= b1
@@ -85,9 +80,8 @@ def project_box_mean(z, mean_low, mean_high, bounds=(0.0, 1.0)):
     n_upper = tf.reduce_sum(tf.cast(upper, dt), 1)
     n_lower = n - n_free - n_upper
     exact_tau = (sum_free + n_upper * b1 + n_lower * b0 - n * target) / tf.maximum(n_free, 1.0)
-    # keep the exact value only if it stays on the segment (active set confirmed)
-    slack = 1e-12 if dt == tf.float64 else 1e-6
-    ok = (n_free > 0) & (exact_tau >= t_k - slack) & (exact_tau <= t_next + slack)
+    # keep the exact value only if it stays inside the bracket (active set confirmed)
+    ok = (n_free > 0) & (exact_tau >= lo_tau - 1e-12) & (exact_tau <= hi_tau + 1e-12)
     tau = tf.where(ok, exact_tau, tau)
     needs = tf.abs(m0 - target) > 0
     tau = tf.where(needs, tau, tf.zeros_like(tau))

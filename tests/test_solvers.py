@@ -226,10 +226,9 @@ def _projection_by_bisection(z, low, high, iters=200):
 
 
 def test_box_mean_projection_is_exact(rng):
-    """FPGAP's feasibility restoration (issue 18: one sort instead of 64 bisection passes) is the Euclidean
-    projection onto box ∩ mean interval: equal to a 200-step NumPy bisection to 1e-12 (float64; 2e-5 in float32)
-    on rows of every length, mean shifted down, up or not at all, ties and saturated rows; and to CVXPY's
-    projection within its own accuracy."""
+    """FPGAP's feasibility restoration is the Euclidean projection onto box ∩ mean interval: equal to a 200-step
+    NumPy bisection to 1e-12 (float64; 2e-5 in float32) on rows of every length, mean shifted down, up or not at
+    all, ties and saturated rows; and to CVXPY's projection within its own accuracy (Clarabel's ~1e-6)."""
     import cvxpy as cp
     import tensorflow as tf
 
