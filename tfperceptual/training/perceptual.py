@@ -27,6 +27,34 @@ __all__ = ["PerceptualRegularization", "mnist_perceptual_parts", "cifar10_percep
            "default_decoder", "latent_direction", "interpolate"]
 
 
+def _paper_parts(image_shape, encoder_widths, latent, hidden, first_deconv, deconv_widths, out_stride, seed):
+    """The paper's three parts (Appendix B): F = 4 × 4 stride-2 convolutions of ``encoder_widths`` and a valid
+    4 × 4 convolution to z ∈ R^latent; C = z → ``hidden`` → 10; D = a transposed convolution ``first_deconv``
+    (width, kernel) from 1 × 1, 4 × 4 stride-2 ones of ``deconv_widths``, and a sigmoid one to the image's
+    channels (stride ``out_stride``)."""
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    layers = keras.layers
+    x = keras.Input(image_shape, name="pixels")
+    h = x
+    for i, width in enumerate(encoder_widths, 1):
+        h = layers.Conv2D(width, 4, strides=2, padding="same", activation="relu", name=f"f_conv{i}")(h)
+    h = layers.Conv2D(latent, 4, padding="valid", activation="relu", name=f"f_conv{len(encoder_widths) + 1}")(h)
+    encoder = keras.Model(x, layers.Flatten(name="z")(h), name="encoder")
+    z = keras.Input((latent,), name="z")
+    c = layers.Dense(hidden, activation="relu", name="c_fc1")(z)
+    classifier = keras.Model(z, layers.Dense(10, name="logits")(c), name="classifier")
+    zd = keras.Input((latent,), name="z")
+    d = layers.Reshape((1, 1, latent), name="d_reshape")(zd)
+    d = layers.Conv2DTranspose(first_deconv[0], first_deconv[1], padding="valid", activation="relu",
+                               name="d_deconv1")(d)
+    for i, width in enumerate(deconv_widths, 2):
+        d = layers.Conv2DTranspose(width, 4, strides=2, padding="same", activation="relu", name=f"d_deconv{i}")(d)
+    d = layers.Conv2DTranspose(image_shape[-1], 4, strides=out_stride, padding="same", activation="sigmoid",
+                               name="d_out")(d)
+    return encoder, classifier, keras.Model(zd, d, name="decoder")
+
+
 def mnist_perceptual_parts(latent=32, seed=None):
     """(encoder, classifier, decoder) of the paper's Appendix B.2 for 28 × 28 × 1 images.
 
@@ -34,26 +62,7 @@ def mnist_perceptual_parts(latent=32, seed=None):
     D: transposed convolutions 32 (7 × 7) → 16 → 16 (4 × 4, strides 2) → 1 (4 × 4) with a sigmoid, back to 28 × 28.
     (Strides and paddings are ours where the appendix leaves them open.)
     """
-    if seed is not None:
-        keras.utils.set_random_seed(seed)
-    layers = keras.layers
-    x = keras.Input((28, 28, 1), name="pixels")
-    h = layers.Conv2D(16, 4, strides=2, padding="same", activation="relu", name="f_conv1")(x)
-    h = layers.Conv2D(16, 4, strides=2, padding="same", activation="relu", name="f_conv2")(h)
-    h = layers.Conv2D(32, 4, strides=2, padding="same", activation="relu", name="f_conv3")(h)
-    h = layers.Conv2D(latent, 4, padding="valid", activation="relu", name="f_conv4")(h)
-    encoder = keras.Model(x, layers.Flatten(name="z")(h), name="encoder")
-    z = keras.Input((latent,), name="z")
-    c = layers.Dense(64, activation="relu", name="c_fc1")(z)
-    classifier = keras.Model(z, layers.Dense(10, name="logits")(c), name="classifier")
-    zd = keras.Input((latent,), name="z")
-    d = layers.Reshape((1, 1, latent), name="d_reshape")(zd)
-    d = layers.Conv2DTranspose(32, 7, padding="valid", activation="relu", name="d_deconv1")(d)
-    d = layers.Conv2DTranspose(16, 4, strides=2, padding="same", activation="relu", name="d_deconv2")(d)
-    d = layers.Conv2DTranspose(16, 4, strides=2, padding="same", activation="relu", name="d_deconv3")(d)
-    d = layers.Conv2DTranspose(1, 4, padding="same", activation="sigmoid", name="d_out")(d)
-    decoder = keras.Model(zd, d, name="decoder")
-    return encoder, classifier, decoder
+    return _paper_parts((28, 28, 1), (16, 16, 32), latent, 64, (32, 7), (16, 16), 1, seed)
 
 
 def cifar10_perceptual_parts(latent=64, seed=None):
@@ -64,26 +73,7 @@ def cifar10_perceptual_parts(latent=64, seed=None):
     C: 64 → 128 → 10; D: transposed convolutions 128 (4 × 4 from 1 × 1) → 64 → 32 → 3 (4 × 4, stride 2) with a
     sigmoid, back to 32 × 32 × 3.  (Widths, strides and paddings are ours where the appendix leaves them open.)
     """
-    if seed is not None:
-        keras.utils.set_random_seed(seed)
-    layers = keras.layers
-    x = keras.Input((32, 32, 3), name="pixels")
-    h = x
-    for i, width in enumerate((32, 64, 128), 1):
-        h = layers.Conv2D(width, 4, strides=2, padding="same", activation="relu", name=f"f_conv{i}")(h)
-    h = layers.Conv2D(latent, 4, padding="valid", activation="relu", name="f_conv4")(h)
-    encoder = keras.Model(x, layers.Flatten(name="z")(h), name="encoder")
-    z = keras.Input((latent,), name="z")
-    c = layers.Dense(128, activation="relu", name="c_fc1")(z)
-    classifier = keras.Model(z, layers.Dense(10, name="logits")(c), name="classifier")
-    zd = keras.Input((latent,), name="z")
-    d = layers.Reshape((1, 1, latent), name="d_reshape")(zd)
-    d = layers.Conv2DTranspose(128, 4, padding="valid", activation="relu", name="d_deconv1")(d)
-    d = layers.Conv2DTranspose(64, 4, strides=2, padding="same", activation="relu", name="d_deconv2")(d)
-    d = layers.Conv2DTranspose(32, 4, strides=2, padding="same", activation="relu", name="d_deconv3")(d)
-    d = layers.Conv2DTranspose(3, 4, strides=2, padding="same", activation="sigmoid", name="d_out")(d)
-    decoder = keras.Model(zd, d, name="decoder")
-    return encoder, classifier, decoder
+    return _paper_parts((32, 32, 3), (32, 64, 128), latent, 128, (128, 4), (64, 32), 2, seed)
 
 
 def default_decoder(feature_shape, image_shape, width=64, name="decoder"):
