@@ -71,6 +71,7 @@ BAD = [
     (["compare", "--eps", "fgsm=0"], "--eps", "(0, inf)"),
     (["compare", "--eps", "bogus=0.1"], "--eps", "NAME"),
     (["compare", "--batch-size", "0"], "--batch-size", "≥ 1"),
+    (["localize", "--strategy", "tpu"], "--strategy", "invalid choice"),
     (["compare", "--n", "0"], "--n", "≥ 1"),
     (["compare", "--n", "20000"], "--n", "exceeds"),
     (["compare", "--steps", "x"], "--steps", "integer"),

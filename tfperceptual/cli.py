@@ -583,6 +583,15 @@ def _common(p, out):
     p.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
 
 
+def _strategy(p):
+    from .protocols.replicas import STRATEGIES
+
+    p.add_argument("--strategy", choices=STRATEGIES, default="default",
+                   help="'mirrored': tf.distribute.MirroredStrategy over every GPU (else every logical CPU device); "
+                        "--batch-size batches go to the replicas R at a time, and results.json is the same as "
+                        "without it")
+
+
 def _compare_parser(sub, attacks, registered, solvers):
     c = sub.add_parser("compare", formatter_class=_FMT,
                        help="ε sweeps of all attacks; fooling rate at matched SSIM and PSNR",
@@ -606,6 +615,7 @@ def _compare_parser(sub, attacks, registered, solvers):
     c.add_argument("--pgap-solver", choices=solvers, default="exact",
                    help="PGAP's step solver: exact (batched, certified) or CVXPY")
     c.add_argument("--batch-size", type=_int(1), default=256, help="images per attack call")
+    _strategy(c)
     _common(c, "runs/compare")
 
 
@@ -627,6 +637,7 @@ def _localize_parser(sub, attacks, registered):
     lo.add_argument("--refine", type=_int(0), default=3, help="bisection steps of the ε calibration after the grid")
     lo.add_argument("--steps", type=_int(1), default=50, help="attack steps")
     lo.add_argument("--batch-size", type=_int(1), default=32, help="images per attack call")
+    _strategy(lo)
     _common(lo, "runs/localize")
 
 
@@ -667,6 +678,7 @@ def _benchmark_parser(sub, methods, benchmarks, blurs):
                     help="images per L-BFGS problem: TFP's batched line search runs until its slowest row is "
                          "done, so large batches cost more evaluations per image (NoPer on ImageNet: 25.5 s "
                          "per image at 32, 14.7 at 8, 9.4 at 4)")
+    _strategy(be)
     _common(be, "runs/benchmark")
 
 
@@ -706,6 +718,7 @@ def _counterfactual_parser(sub):
                     help="with --mode label: explain the first N images, not only errors")
     cf.add_argument("--batch-size", type=_int(1), default=32, help="images per graph call and cache entry")
     _fw_options(cf)
+    _strategy(cf)
     _common(cf, "runs/counterfactual")
 
 
@@ -783,7 +796,14 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return _COMMANDS[args.command](args)
+        from .protocols.replicas import strategy_scope
+
+        with strategy_scope(getattr(args, "strategy", "default")) as strategy:  # the model is built inside it
+            if getattr(args, "strategy", "default") != "default":
+                devices = ", ".join(strategy.extended.worker_devices)
+                sys.stderr.write(f"tfperceptual {args.command}: {type(strategy).__name__} over "
+                                 f"{strategy.num_replicas_in_sync} replica(s): {devices}\n")
+            return _COMMANDS[args.command](args)
     except UsageError as e:
         if debug:
             raise

@@ -68,9 +68,14 @@ class Explainer(abc.ABC):
         name: the registry name (``tfperceptual.explain.EXPLAINERS``).
         model: the :class:`~tfperceptual.models.LogitsModel`.
         num_classes, input_shape: K and (H, W, C).
+        graph_pure: whether :meth:`explain` computes through ``tf.function`` s only, with no global state (NumPy's
+            global generator, Python caches), so that several calls may run at once on the replicas of a
+            ``tf.distribute`` strategy (:func:`tfperceptual.protocols.replicas.replica_map`); the tf-keras-vis
+            explainers are not.
     """
 
     name = ""
+    graph_pure = False
 
     def __init__(self, model, batch_size=32):
         self.model = as_logits_model(model)

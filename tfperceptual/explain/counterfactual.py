@@ -157,6 +157,8 @@ class Counterfactual(Explainer, FixedOptions):
             the model already classifies as its label (its counterfactual would be label-targeted).
     """
 
+    graph_pure = True
+
     #: options read when the loop is traced (``eps`` is a variable instead, and can be assigned)
     _FIXED = ("norm", "q", "steps", "c", "box", "mode")
 

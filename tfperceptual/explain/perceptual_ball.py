@@ -92,6 +92,8 @@ class PerceptualBall(Explainer, FixedOptions):
             unknown layer names or activation indices out of range.
     """
 
+    graph_pure = True
+
     def __init__(self, model, layers=(), lambda_perceptual=1e4, lambda_pixel=1.0, target=-2.0, steps=100,
                  multilabel=False, optimizer="lbfgs", learning_rate=1e-3, num_correction_pairs=10,
                  batch_size=32, max_evaluations=None, sigma=0.0, guided=False):

@@ -3,7 +3,8 @@
 * :mod:`.compare` — fooling rate at matched SSIM/PSNR (Pochimireddy et al., Tables II/III, Fig. 6);
 * :mod:`.localize` — where perturbations land against Grad-CAM++ (Table I, Figs. 3/5);
 * :mod:`.saliency_benchmark` — the perceptual ball against tf-keras-vis baselines (Elliott et al., Sec. 4);
-* :mod:`.runner` (batches, seeds, fingerprints, cache), :mod:`.presets` (grids, papers' tables),
+* :mod:`.runner` (batches, seeds, fingerprints, cache), :mod:`.replicas` (batches on the replicas of a
+  ``tf.distribute`` strategy), :mod:`.presets` (grids, papers' tables),
   :mod:`.report` (markdown and figures).
 """
 

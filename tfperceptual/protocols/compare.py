@@ -36,6 +36,7 @@ from ..evaluation.quality import fooling_rate, global_ssim, perturbation_norms
 from ..io_utils import atomic_write_json, atomic_write_text
 from .presets import DEFAULT_EPS_GRIDS, PAPER_ATTACKS
 from .report import compare_report, plot_fooling
+from .replicas import replica_map
 from .runner import (ResultCache, ZeroGradientLog, as_float, batch_slices, check_dataset, fingerprint,
                      predict_labels, supports_seed)
 
@@ -49,19 +50,25 @@ TIMING_KEYS = ("seconds", "images_per_second")
 
 
 def _attack_point(attack, images, clean_pred, batch_size):
-    """Run ``attack`` over ``images`` batch by batch; keep per-image statistics only (bounded memory)."""
+    """Run ``attack`` over ``images`` batch by batch (R batches at a time on the replicas of the strategy in
+    scope, :func:`~.replicas.replica_map`); keep per-image statistics only (bounded memory)."""
     stats = {k: [] for k in ("ssim", "global_ssim", "psnr", "adv_labels", "l2", "linf", "steps", "failed")}
     zero = ZeroGradientLog()
-    for s, e in batch_slices(len(images), batch_size):
+
+    def one(sl):
+        s, e = sl
         x = as_float(images[s:e])
-        with zero.quiet():
-            res = attack(x, clean_pred[s:e])
-        zero.add(s, res)
-        norms = perturbation_norms(x, res.adversarial)
-        for k, v in (("ssim", res.ssim), ("global_ssim", global_ssim(x, res.adversarial)), ("psnr", res.psnr),
-                     ("adv_labels", res.adv_labels), ("l2", norms["l2"]), ("linf", norms["linf"]),
-                     ("steps", res.steps), ("failed", res.failed)):
-            stats[k].append(np.asarray(v))
+        res = attack(x, clean_pred[s:e])
+        return s, res, global_ssim(x, res.adversarial), perturbation_norms(x, res.adversarial)
+
+    with zero.quiet():
+        for s, res, gssim, norms in replica_map(one, batch_slices(len(images), batch_size),
+                                                         getattr(attack, "graph_pure", False)):
+            zero.add(s, res)
+            for k, v in (("ssim", res.ssim), ("global_ssim", gssim), ("psnr", res.psnr),
+                         ("adv_labels", res.adv_labels), ("l2", norms["l2"]), ("linf", norms["linf"]),
+                         ("steps", res.steps), ("failed", res.failed)):
+                stats[k].append(np.asarray(v))
     zero.report(f"{attack.name} at ε = {attack.eps:g}")
     return {k: np.concatenate(v) for k, v in stats.items()}
 

@@ -28,6 +28,7 @@ from ..explain.counterfactual import Counterfactual, matched_l1_eps, probe_conce
 from ..io_utils import atomic_savefig, atomic_write_json, atomic_write_text
 from ..models.adapter import as_logits_model
 from .report import _pyplot, fmt
+from .replicas import replica_map
 from .runner import ResultCache, as_float, batch_slices, check_dataset, fingerprint, predict_labels
 
 __all__ = ["run_counterfactuals", "run_probe", "NORM_TITLES", "budgets"]
@@ -151,24 +152,31 @@ def run_counterfactuals(model, images, labels, norms=("l1q", "l2"), mode="predic
                                    batch_size=batch_size)
         key = fingerprint(lm, x, {"labels": y.tolist(), "norm": norm, "eps": eps_by_norm[norm], "q": q,
                                   "steps": steps, "c": c, "box": box, "mode": mode, "batch_size": batch_size})
-        parts, seconds = [], 0.0
         fields = ("perturbed", "target", "perturbed_predicted", "predicted_before", "target_before", "target_after",
                   "label_before", "label_after", "failed", "seconds")
-        for s, e in tqdm(batch_slices(len(x), batch_size), desc=norm, leave=False, disable=not progress):
-            name = f"{norm}_{key}_{s}.npz"
-            part = cache.read_npz(name, fields)
-            if part is None:
-                t0 = time.perf_counter()
-                ex = explainer.explain(x[s:e], y[s:e])
-                conf = ex.confidence
-                part = {"perturbed": ex.perturbed, "target": ex.target, "perturbed_predicted": ex.perturbed_predicted,
-                        "predicted_before": conf["predicted_before"], "target_before": conf["target_before"],
-                        "target_after": conf["target_after"], "label_before": conf["label_before"],
-                        "label_after": conf["label_after"], "failed": ~ex.converged,
-                        "seconds": np.float64(time.perf_counter() - t0)}
-                cache.write_npz(name, **part)
-            parts.append(part)
-            seconds += float(part["seconds"])
+        slices = batch_slices(len(x), batch_size)
+        parts = {s: cache.read_npz(f"{norm}_{key}_{s}.npz", fields) for s, _ in slices}
+
+        def one(sl, explainer=explainer):
+            s, e = sl
+            t0 = time.perf_counter()
+            ex = explainer.explain(x[s:e], y[s:e])
+            conf = ex.confidence
+            return s, {"perturbed": ex.perturbed, "target": ex.target, "perturbed_predicted": ex.perturbed_predicted,
+                       "predicted_before": conf["predicted_before"], "target_before": conf["target_before"],
+                       "target_after": conf["target_after"], "label_before": conf["label_before"],
+                       "label_after": conf["label_after"], "failed": ~ex.converged,
+                       "seconds": np.float64(time.perf_counter() - t0)}
+
+        todo = [sl for sl in slices if parts[sl[0]] is None]
+        bar = tqdm(total=len(slices), initial=len(slices) - len(todo), desc=norm, leave=False, disable=not progress)
+        for s, part in replica_map(one, todo):  # R batches at a time on the replicas of the strategy in scope
+            cache.write_npz(f"{norm}_{key}_{s}.npz", **part)
+            parts[s] = part
+            bar.update(1)
+        bar.close()
+        parts = [parts[s] for s, _ in slices]
+        seconds = sum(float(p["seconds"]) for p in parts)
         r = {k: np.concatenate([np.atleast_1d(p[k]) for p in parts]) for k in fields if k != "seconds"}
         r["eps"] = eps_by_norm[norm]
         per_norm[norm] = r

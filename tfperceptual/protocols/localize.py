@@ -29,6 +29,7 @@ from ..explain.tfkerasvis import GradCAMPlusPlus
 from ..io_utils import atomic_write_json, atomic_write_text, digest
 from .presets import EPS_GRIDS_BY_DATA, LOCALIZE_TABLE_THRESHOLD, eps_unit
 from .report import LOCALIZE_METRICS, localize_report, plot_localize_curves, plot_localize_panels
+from .replicas import replica_map
 from .runner import (ResultCache, ZeroGradientLog, as_float, batch_slices, check_dataset, fingerprint,
                      predict_labels, supports_seed)
 
@@ -78,8 +79,13 @@ def calibrate_eps(attack, images, labels, grid, target=0.99, batch_size=64, refi
 
     def rate_at(eps):
         attack.eps = eps
+
+        def fooled_in(sl):
+            s, e = sl
+            return attack(as_float(images[s:e]), labels[s:e]).adv_labels != labels[s:e]
+
         with ZeroGradientLog.quiet():  # the final run reports the images the attack cannot move, once
-            fooled = [attack(as_float(images[s:e]), labels[s:e]).adv_labels != labels[s:e] for s, e in slices]
+            fooled = list(replica_map(fooled_in, slices, getattr(attack, "graph_pure", False)))
         r = float(np.mean(np.concatenate(fooled)))
         tried.append((float(eps), r))
         return r
@@ -169,22 +175,30 @@ def _localize_attack(run, name, fixed, grid):
     start = int(state["done"]) if state else 0
     slices = [(s, e) for s, e in batch_slices(len(run.images), run.batch_size, (run.n_calibration,)) if s >= start]
     zero = ZeroGradientLog()
-    for s, e in tqdm(slices, desc=name, leave=False, disable=not run.progress):
+
+    def one(sl):
+        s, e = sl
         x = as_float(run.images[s:e])
-        with zero.quiet():
-            res = attack(x, run.clean[s:e])
-        zero.add(s, res)
+        res = attack(x, run.clean[s:e])
         smap = ssim_map(x, res.adversarial)
-        counts.append(per_image_counts(noise_map(smap), run.cams[s:e], run.thresholds, run.cam_threshold))
-        fooled.append(res.adv_labels != run.clean[s:e])
-        ssim_mean.append(res.ssim)
-        if s == 0:
-            k = run.n_panels
-            panel = (x[:k], res.adversarial[:k], smap[:k], res.adv_labels[:k])
-        extra = ({"panel_x": panel[0], "panel_adv": panel[1], "panel_s": panel[2], "panel_pred": panel[3]}
-                 if panel is not None else {})
-        run.cache.write_npz(partial, eps=eps_a, tried=json.dumps(tried), done=e, counts=np.concatenate(counts),
-                            fooled=np.concatenate(fooled), ssim=np.concatenate(ssim_mean), **extra)
+        return s, e, x, res, smap, per_image_counts(noise_map(smap), run.cams[s:e], run.thresholds, run.cam_threshold)
+
+    bar = tqdm(total=len(slices), desc=name, leave=False, disable=not run.progress)
+    with zero.quiet():
+        for s, e, x, res, smap, batch_counts in replica_map(one, slices, getattr(attack, "graph_pure", False)):
+            zero.add(s, res)
+            counts.append(batch_counts)
+            fooled.append(res.adv_labels != run.clean[s:e])
+            ssim_mean.append(res.ssim)
+            if s == 0:
+                k = run.n_panels
+                panel = (x[:k], res.adversarial[:k], smap[:k], res.adv_labels[:k])
+            extra = ({"panel_x": panel[0], "panel_adv": panel[1], "panel_s": panel[2], "panel_pred": panel[3]}
+                     if panel is not None else {})
+            run.cache.write_npz(partial, eps=eps_a, tried=json.dumps(tried), done=e, counts=np.concatenate(counts),
+                                fooled=np.concatenate(fooled), ssim=np.concatenate(ssim_mean), **extra)
+            bar.update(1)
+    bar.close()
     zero.report(f"{name} at ε = {eps_a:g}")
     fooled = np.concatenate(fooled)
     metrics = aggregate(np.concatenate(counts), run.thresholds)

@@ -27,6 +27,7 @@ from ..io_utils import atomic_write_json, atomic_write_text, digest, read_json, 
 from ..validation import check_positive_int
 from .presets import BENCHMARKS, BOX_BENCHMARKS
 from .report import benchmark_report, plot_benchmark
+from .replicas import num_replicas, replica_map
 from .runner import ResultCache, as_float, batch_slices, supports_seed, takes_option
 
 __all__ = ["run_benchmarks", "parse_methods", "paired_differences", "PB_METHODS", "BENCHMARKS", "METHOD_NAMES"]
@@ -99,6 +100,11 @@ class _RawMaps:
             opts["mode"] = "label"
         return opts
 
+    def graph_pure(self, base):
+        """Whether the base method's explainer may run on several replicas at once (built here, in the caller's
+        thread)."""
+        return getattr(self.explainer(base), "graph_pure", False)
+
     def explainer(self, base):
         if base not in self._explainers:
             self._explainers[base] = build_explainer(base, self.model, **self.options(base))
@@ -168,22 +174,21 @@ class _Benchmark:
     def key(self, settings, bdig):
         return digest(self.mdig, settings, bdig)
 
-    def raw(self, x, y, bdig):
-        """Every base method's raw maps of one batch (from the cache, or computed and cached)."""
-        raw = {}
-        for base in self.bases:
+    def raw(self, x, y, bdig, bases):
+        """The raw maps of ``bases`` for one batch (from the cache, or computed and cached) and their seconds."""
+        raw, seconds = {}, {}
+        for base in bases:
             entry = f"{base}_{self.key(self.base_settings[base], bdig)}.npz"
             cached = self.cache.read_npz(entry, required=("map", "seconds"))
             if cached is not None:
-                self.seconds[base] += float(cached.pop("seconds"))
+                seconds[base] = float(cached.pop("seconds"))
                 raw[base] = cached
                 continue
             ts = time.perf_counter()
             raw[base] = self.raw_maps.compute(base, x, y)
-            dt = time.perf_counter() - ts
-            self.seconds[base] += dt
-            self.cache.write_npz(entry, seconds=dt, **{k: np.asarray(v) for k, v in raw[base].items()})
-        return raw
+            seconds[base] = time.perf_counter() - ts
+            self.cache.write_npz(entry, seconds=seconds[base], **{k: np.asarray(v) for k, v in raw[base].items()})
+        return raw, seconds
 
     def boxes_digest(self, boxes):
         """The digest a batch's localisation results record (``None`` without boxes or localisation)."""
@@ -217,8 +222,7 @@ class _Benchmark:
             res.update(_localisation(m, boxes, self.loc_benchmarks))
             dt = time.perf_counter() - ts
             self.cache.write_npz(entry, seconds=dt, **({"boxes_digest": bxd} if bxd is not None else {}), **res)
-        self.metric_seconds += dt
-        return res, m
+        return res, m, dt
 
 
 def _summarise(per_image):
@@ -293,20 +297,43 @@ def run_benchmarks(model, images, labels, boxes=None, methods=(("perceptual_ball
     per_image = {s: {} for s in specs}
     examples = {}
     slices = batch_slices(len(images), batch_size) if bench.batch_benchmarks else []  # sanity only: no batch loop
-    for s, e in tqdm(slices, desc="benchmark", disable=not progress):
-        x, y = as_float(images[s:e]), labels[s:e]
-        bx = None if boxes is None else boxes[s:e]
-        bdig = digest(np.ascontiguousarray(x, np.float32), np.asarray(y, np.int64), length=64)
-        raw = bench.raw(x, y, bdig)
-        bxd = bench.boxes_digest(bx)
-        for (name, sigma), spec in zip(methods, specs):
-            res, m = bench.metrics(x, y, bx, bxd, raw, name, sigma, bdig)
-            for k, v in res.items():
-                per_image[spec].setdefault(k, []).append(v)
+    # R batches at a time on the replicas of the strategy in scope: the graph-pure explainers (perceptual ball,
+    # counterfactuals) and the metrics concurrently, the tf-keras-vis explainers one batch after the other
+    parallel = [b for b in bench.bases if bench.raw_maps.graph_pure(b)]
+    serial = [b for b in bench.bases if b not in parallel]
+    r = num_replicas()
+    bar = tqdm(total=len(slices), desc="benchmark", disable=not progress)
+    for g in range(0, len(slices), r):
+        group = []
+        for s, e in slices[g:g + r]:
+            x, y = as_float(images[s:e]), labels[s:e]
+            bx = None if boxes is None else boxes[s:e]
+            group.append((s, x, y, bx, bench.boxes_digest(bx),
+                          digest(np.ascontiguousarray(x, np.float32), np.asarray(y, np.int64), length=64)))
+        raws = list(replica_map(lambda b: bench.raw(b[1], b[2], b[5], parallel), group))
+        for (raw, secs), b in zip(raws, group):
+            more, more_secs = bench.raw(b[1], b[2], b[5], serial)
+            raw.update(more)
+            secs.update(more_secs)
+            for base, dt in secs.items():
+                bench.seconds[base] += dt
+
+        def batch_metrics(k):
+            (_, x, y, bx, bxd, bdig), raw = group[k], raws[k][0]
+            return [bench.metrics(x, y, bx, bxd, raw, name, sigma, bdig) for name, sigma in methods]
+
+        for k, per_method in enumerate(replica_map(batch_metrics, range(len(group)))):
+            s, x, raw = group[k][0], group[k][1], raws[k][0]
+            for (name, sigma), spec, (res, m, dt) in zip(methods, specs, per_method):
+                bench.metric_seconds += dt
+                for key, v in res.items():
+                    per_image[spec].setdefault(key, []).append(v)
+                if s == 0:
+                    examples[spec] = (_final_map(raw, name, sigma) if m is None else m)[:4]
             if s == 0:
-                examples[spec] = (_final_map(raw, name, sigma) if m is None else m)[:4]
-        if s == 0:
-            examples["_images"] = x[:4]
+                examples["_images"] = x[:4]
+            bar.update(1)
+    bar.close()
     results = _summarise(per_image)
     paired = paired_differences(results)
     sanity = dependence = None
