@@ -1,0 +1,143 @@
+"""Batched L-BFGS without line search, row by row: PyTorch's ``torch.optim.LBFGS(line_search_fn=None)``.
+
+Every row of a (B, N) batch is its own minimisation problem with its own curvature pairs, step, evaluation
+count and stopping tests; the rows are evaluated together (one call of ``value_and_grad`` on the batch per
+iteration) and a row that stops keeps its position while the others go on.  So a row's result does not depend
+on the rows batched with it, and every iteration costs exactly one evaluation (no line search).
+
+Per row, iteration k (as ``torch/optim/lbfgs.py``, with ``lr`` the step):
+
+* direction d = −H g from the two-loop recursion over the last ``history`` pairs (s, y), kept only when
+  yᵀs > 1e-10, with H₀ = yᵀs / yᵀy; d = −g at k = 1;
+* step t = min(1, 1 / ‖g‖₁) · lr at k = 1, else lr; stop without moving when gᵀd > −``tolerance_change``;
+* x ← x + t d, then one evaluation (none after the last iteration, as PyTorch);
+* stop when ``max_iterations`` are done, ``max_evaluations`` are spent (PyTorch's default 1.25 ×
+  ``max_iterations``), max|g| ≤ ``tolerance_grad``, max|t d| ≤ ``tolerance_change`` or
+  |f − f_prev| < ``tolerance_change``.
+
+This is the optimiser of the perceptual-ball authors' code (``torch.optim.LBFGS(max_iter=…)``, Elliott et al.
+2021); pure TensorFlow, graph-pure (``tf.while_loop``), in the dtype of ``x0``.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from .checks import check_positive_int, check_real
+
+__all__ = ["lbfgs_fixed_step"]
+
+
+def _two_loop(g, s_hist, y_hist, rho, count, h_diag):
+    """−H g over the valid pairs (the last ``count`` of each row's buffer, oldest first)."""
+    m = s_hist.shape[1]
+    q = -g
+    alphas = [None] * m
+    for i in reversed(range(m)):  # newest to oldest
+        valid = tf.cast(i >= m - count, g.dtype)
+        alphas[i] = rho[:, i] * tf.reduce_sum(s_hist[:, i] * q, -1) * valid
+        q = q - alphas[i][:, None] * y_hist[:, i]
+    r = q * h_diag[:, None]
+    for i in range(m):  # oldest to newest
+        valid = tf.cast(i >= m - count, g.dtype)
+        beta = rho[:, i] * tf.reduce_sum(y_hist[:, i] * r, -1)
+        r = r + (valid * (alphas[i] - beta))[:, None] * s_hist[:, i]
+    return r
+
+
+def lbfgs_fixed_step(value_and_grad, x0, max_iterations=100, max_evaluations=None, history=10, lr=1.0,
+                     tolerance_grad=1e-7, tolerance_change=1e-9):
+    """Minimise each row of ``x0`` with L-BFGS without line search (see the module docstring).
+
+    Args:
+        value_and_grad: (B, N) → ((B,) values, (B, N) gradients); row b's value depends on row b only.
+        x0: (B, N) starting points, float32 (PyTorch's default) or float64: the dtype of every computation.
+        max_iterations: iterations per row, ≥ 1.
+        max_evaluations: evaluations per row (including the first), ≥ 1; ``None``: 1.25 × ``max_iterations``
+            rounded down, PyTorch's default.
+        history: curvature pairs kept, ≥ 1.
+        lr: the step (PyTorch's ``lr``), > 0.
+        tolerance_grad, tolerance_change: PyTorch's tolerances, ≥ 0.
+
+    Returns:
+        dict with ``position`` (B, N), ``value`` (B,) at the last evaluated point of each row, ``converged`` (B,)
+        bool (stopped by a tolerance, not by a budget), ``iterations`` and ``evaluations`` (B,) int32.
+
+    Raises:
+        ValueError: a budget < 1, lr ≤ 0, a negative tolerance.
+    """
+    max_iterations = check_positive_int(max_iterations, "max_iterations")
+    max_evaluations = (int(max_iterations * 5 / 4) if max_evaluations is None
+                       else check_positive_int(max_evaluations, "max_evaluations"))
+    history = check_positive_int(history, "history")
+    lr = check_real(lr, "lr", 0.0, None)
+    tol_g = check_real(tolerance_grad, "tolerance_grad", 0.0, None, low_inclusive=True)
+    tol_c = check_real(tolerance_change, "tolerance_change", 0.0, None, low_inclusive=True)
+
+    x0 = tf.convert_to_tensor(x0)
+    dtype = x0.dtype if x0.dtype in (tf.float32, tf.float64) else tf.float32
+    x0 = tf.cast(x0, dtype)
+    b, n = tf.shape(x0)[0], tf.shape(x0)[1]
+    value, g = value_and_grad(x0)
+    value = tf.cast(value, dtype)
+    g = tf.cast(g, dtype)
+    converged = tf.reduce_max(tf.abs(g), -1) <= tol_g
+    state = dict(
+        k=tf.constant(0), x=x0, value=value, g=g, d=tf.zeros_like(x0), t=tf.zeros([b], dtype),
+        s_hist=tf.zeros([b, history, n], dtype), y_hist=tf.zeros([b, history, n], dtype),
+        rho=tf.zeros([b, history], dtype), count=tf.zeros([b], tf.int32), h_diag=tf.ones([b], dtype),
+        active=tf.logical_not(converged), converged=converged,
+        iterations=tf.zeros([b], tf.int32), evaluations=tf.ones([b], tf.int32))
+
+    def cond(st):
+        return (st["k"] < max_iterations) & tf.reduce_any(st["active"])
+
+    def body(st):
+        k = st["k"] + 1
+        active, g = st["active"], st["g"]
+        first = tf.equal(k, 1)
+        # curvature pair of the last step (rows that moved): y = g − g_prev, s = t d
+        y = g - st["g_prev"]
+        s = st["d"] * st["t"][:, None]
+        ys = tf.reduce_sum(y * s, -1)
+        add = active & tf.logical_not(first) & (ys > 1e-10)
+        a3 = add[:, None, None]
+        s_hist = tf.where(a3, tf.concat([st["s_hist"][:, 1:], s[:, None]], 1), st["s_hist"])
+        y_hist = tf.where(a3, tf.concat([st["y_hist"][:, 1:], y[:, None]], 1), st["y_hist"])
+        rho = tf.where(add[:, None], tf.concat([st["rho"][:, 1:], (1 / tf.where(add, ys, tf.ones_like(ys)))[:, None]],
+                                               1), st["rho"])
+        count = tf.where(add, tf.minimum(st["count"] + 1, history), st["count"])
+        h_diag = tf.where(add, ys / tf.maximum(tf.reduce_sum(y * y, -1), 1e-30), st["h_diag"])
+        d = tf.cond(first, lambda: -g, lambda: _two_loop(g, s_hist, y_hist, rho, count, h_diag))
+        t = tf.where(first, tf.minimum(tf.constant(1.0, dtype), 1 / tf.reduce_sum(tf.abs(g), -1)) * lr,
+                     lr * tf.ones([b], dtype))
+        gtd = tf.reduce_sum(g * d, -1)
+        no_descent = active & (gtd > -tol_c)
+        move = active & tf.logical_not(no_descent)
+        x = tf.where(move[:, None], st["x"] + t[:, None] * d, st["x"])
+        prev_value = st["value"]
+
+        def evaluate():
+            v, gg = value_and_grad(x)
+            return tf.cast(v, dtype), tf.cast(gg, dtype)
+
+        last = tf.equal(k, max_iterations)
+        new_value, new_g = tf.cond(last, lambda: (prev_value, g), evaluate)
+        evaluated = move & tf.logical_not(last)
+        value = tf.where(evaluated, new_value, prev_value)
+        g_new = tf.where(evaluated[:, None], new_g, g)
+        evaluations = st["evaluations"] + tf.cast(evaluated, tf.int32)
+        opt = evaluated & (tf.reduce_max(tf.abs(g_new), -1) <= tol_g)
+        small_step = move & (tf.reduce_max(tf.abs(t[:, None] * d), -1) <= tol_c)
+        small_change = evaluated & (tf.abs(value - prev_value) < tol_c)
+        tolerance = opt | small_step | small_change | no_descent
+        budget = move & (last | (evaluations >= max_evaluations))
+        return [dict(k=k, x=x, value=value, g=g_new, d=tf.where(move[:, None], d, st["d"]),
+                     t=tf.where(move, t, st["t"]), s_hist=s_hist, y_hist=y_hist, rho=rho, count=count, h_diag=h_diag,
+                     active=active & tf.logical_not(tolerance | budget), converged=st["converged"] | tolerance,
+                     iterations=st["iterations"] + tf.cast(move, tf.int32), evaluations=evaluations, g_prev=g)]
+
+    state["g_prev"] = g
+    out = tf.while_loop(cond, body, [state])[0]
+    return {"position": out["x"], "value": out["value"], "converged": out["converged"],
+            "iterations": out["iterations"], "evaluations": out["evaluations"]}
