@@ -6,12 +6,14 @@ Modules: :mod:`~solvers.ssim_ball` (geometry), :mod:`~solvers.rows` (channel ↔
 entry point :func:`maximize_linear_over_ssim_ball`), :mod:`~solvers.exact`, :mod:`~solvers.closed_form`,
 :mod:`~solvers.qcqp_cvxpy` (the solvers behind them),
 :mod:`~solvers.norm_balls` (ℓ1-q, ℓ1 ∩ box, ℓ2, ℓ2 ∩ box oracles), :mod:`~solvers.frank_wolfe` (the shared
-conditional-gradient loop), :mod:`~solvers.checks` (option checks).
+conditional-gradient loop), :mod:`~solvers.lbfgs` (batched L-BFGS without line search, per row),
+:mod:`~solvers.checks` (option checks).
 """
 
 from .checks import check_choice, check_positive_int, check_real
 from .exact import GAP_TOL, ExactResult, solve_exact
 from .frank_wolfe import FW_BOXES, frank_wolfe
+from .lbfgs import lbfgs_fixed_step
 from .norm_balls import L1BoxOracle, L1QOracle, L2BoxOracle, L2Oracle, NormBallOracle, cvxpy_norm_ball
 from .oracles import (ClosedFormSSIMOracle, CvxpySSIMOracle, ExactSSIMOracle, LinearOracle, OracleResult,
                       SSIMBallOracle, maximize_linear_over_ssim_ball, ssim_ball_oracle)
@@ -25,6 +27,6 @@ __all__ = [
     "ClosedFormSSIMOracle", "CvxpySSIMOracle", "ssim_ball_oracle", "solve_exact", "ExactResult", "GAP_TOL",
     "split_channels", "merge_channels", "to_rows", "from_rows", "SolverError", "solve_qcqp_batch", "SSIMBall",
     "ssim_ball", "ball_parameters", "check_eps", "luminance_similarity", "structure_similarity", "global_ssim",
-    "frank_wolfe", "FW_BOXES", "NormBallOracle", "L1QOracle", "L1BoxOracle", "L2Oracle", "L2BoxOracle",
+    "frank_wolfe", "FW_BOXES", "lbfgs_fixed_step", "NormBallOracle", "L1QOracle", "L1BoxOracle", "L2Oracle", "L2BoxOracle",
     "cvxpy_norm_ball", "C1", "C2", "check_real", "check_positive_int", "check_choice",
 ]

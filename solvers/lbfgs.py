@@ -15,7 +15,9 @@ Per row, iteration k (as ``torch/optim/lbfgs.py``, with ``lr`` the step):
   ``max_iterations``), max|g| ≤ ``tolerance_grad``, max|t d| ≤ ``tolerance_change`` or
   |f − f_prev| < ``tolerance_change``.
 
-This is the optimiser of the perceptual-ball authors' code (``torch.optim.LBFGS(max_iter=…)``, Elliott et al.
+With ``max_backtracks > 0`` a step that raises a row's value is halved (a safeguard PyTorch does not have: its
+unit steps can diverge on a non-convex objective, e.g. a perceptual-ball margin at 1,310 instead of −2 on one
+MNIST image).  This is the optimiser of the perceptual-ball authors' code (``torch.optim.LBFGS(max_iter=…)``, Elliott et al.
 2021); pure TensorFlow, graph-pure (``tf.while_loop``), in the dtype of ``x0``.
 """
 
@@ -46,7 +48,7 @@ def _two_loop(g, s_hist, y_hist, rho, count, h_diag):
 
 
 def lbfgs_fixed_step(value_and_grad, x0, max_iterations=100, max_evaluations=None, history=10, lr=1.0,
-                     tolerance_grad=1e-7, tolerance_change=1e-9):
+                     tolerance_grad=1e-7, tolerance_change=1e-9, max_backtracks=0):
     """Minimise each row of ``x0`` with L-BFGS without line search (see the module docstring).
 
     Args:
@@ -58,6 +60,10 @@ def lbfgs_fixed_step(value_and_grad, x0, max_iterations=100, max_evaluations=Non
         history: curvature pairs kept, ≥ 1.
         lr: the step (PyTorch's ``lr``), > 0.
         tolerance_grad, tolerance_change: PyTorch's tolerances, ≥ 0.
+        max_backtracks: 0 is PyTorch exactly; k > 0 adds a safeguard PyTorch does not have: a step that raises
+            the row's value (or makes it NaN) is halved up to k times (one evaluation each, counted in the budget),
+            the last step is evaluated too, and a row that finds no decrease keeps its point and stops
+            (``converged`` False).
 
     Returns:
         dict with ``position`` (B, N), ``value`` (B,) at the last evaluated point of each row, ``converged`` (B,)
@@ -73,6 +79,7 @@ def lbfgs_fixed_step(value_and_grad, x0, max_iterations=100, max_evaluations=Non
     lr = check_real(lr, "lr", 0.0, None)
     tol_g = check_real(tolerance_grad, "tolerance_grad", 0.0, None, low_inclusive=True)
     tol_c = check_real(tolerance_change, "tolerance_change", 0.0, None, low_inclusive=True)
+    max_backtracks = check_positive_int(max_backtracks, "max_backtracks", minimum=0)
 
     x0 = tf.convert_to_tensor(x0)
     dtype = x0.dtype if x0.dtype in (tf.float32, tf.float64) else tf.float32
@@ -117,16 +124,40 @@ def lbfgs_fixed_step(value_and_grad, x0, max_iterations=100, max_evaluations=Non
         x = tf.where(move[:, None], st["x"] + t[:, None] * d, st["x"])
         prev_value = st["value"]
 
-        def evaluate():
-            v, gg = value_and_grad(x)
+        def evaluate(at):
+            v, gg = value_and_grad(at)
             return tf.cast(v, dtype), tf.cast(gg, dtype)
 
         last = tf.equal(k, max_iterations)
-        new_value, new_g = tf.cond(last, lambda: (prev_value, g), evaluate)
-        evaluated = move & tf.logical_not(last)
+        # PyTorch does not evaluate after its last step; with backtracking the last step is checked too
+        skip = last & (max_backtracks == 0)
+        new_value, new_g = tf.cond(skip, lambda: (prev_value, g), lambda: evaluate(x))
+        evaluated = move & tf.logical_not(skip)
+        evaluations = st["evaluations"] + tf.cast(evaluated, tf.int32)
+        # safeguard (not in PyTorch): a step that raises the value (or makes it NaN) is halved, from the same
+        # point along the same direction, up to max_backtracks times; a row that still cannot descend stops
+        worse = evaluated & tf.logical_not(new_value <= prev_value) if max_backtracks else tf.zeros_like(evaluated)
+
+        def bt_cond(j, t, x, nv, ng, worse, evaluations):
+            return (j < max_backtracks) & tf.reduce_any(worse & (evaluations < max_evaluations))
+
+        def bt_body(j, t, x, nv, ng, worse, evaluations):
+            retry = worse & (evaluations < max_evaluations)  # a worse row out of budget stays worse: `stuck`
+            t = tf.where(retry, 0.5 * t, t)
+            x = tf.where(retry[:, None], st["x"] + t[:, None] * d, x)
+            v2, g2 = evaluate(x)
+            nv = tf.where(retry, v2, nv)
+            ng = tf.where(retry[:, None], g2, ng)
+            evaluations = evaluations + tf.cast(retry, tf.int32)
+            return j + 1, t, x, nv, ng, tf.where(retry, tf.logical_not(v2 <= prev_value), worse), evaluations
+
+        _, t, x, new_value, new_g, stuck, evaluations = tf.while_loop(
+            bt_cond, bt_body, (tf.constant(0), t, x, new_value, new_g, worse, evaluations))
+        x = tf.where(stuck[:, None], st["x"], x)  # no descent found: keep the last point
+        move = move & tf.logical_not(stuck)
+        evaluated = evaluated & tf.logical_not(stuck)
         value = tf.where(evaluated, new_value, prev_value)
         g_new = tf.where(evaluated[:, None], new_g, g)
-        evaluations = st["evaluations"] + tf.cast(evaluated, tf.int32)
         opt = evaluated & (tf.reduce_max(tf.abs(g_new), -1) <= tol_g)
         small_step = move & (tf.reduce_max(tf.abs(t[:, None] * d), -1) <= tol_c)
         small_change = evaluated & (tf.abs(value - prev_value) < tol_c)
@@ -134,7 +165,8 @@ def lbfgs_fixed_step(value_and_grad, x0, max_iterations=100, max_evaluations=Non
         budget = move & (last | (evaluations >= max_evaluations))
         return [dict(k=k, x=x, value=value, g=g_new, d=tf.where(move[:, None], d, st["d"]),
                      t=tf.where(move, t, st["t"]), s_hist=s_hist, y_hist=y_hist, rho=rho, count=count, h_diag=h_diag,
-                     active=active & tf.logical_not(tolerance | budget), converged=st["converged"] | tolerance,
+                     active=active & tf.logical_not(tolerance | budget | stuck),
+                     converged=st["converged"] | tolerance,
                      iterations=st["iterations"] + tf.cast(move, tf.int32), evaluations=evaluations, g_prev=g)]
 
     state["g_prev"] = g

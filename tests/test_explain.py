@@ -107,6 +107,22 @@ def test_adam_option_also_decreases_the_loss(mnist_model, mnist_batch):
     assert not e.converged.any()
 
 
+def test_fixed_step_lbfgs_reaches_the_margin_target_with_one_evaluation_per_iteration(mnist_model, mnist_batch):
+    """optimizer="lbfgs_fixed" (the authors' torch L-BFGS without line search, with the halving safeguard): every
+    image reaches the margin target T = −2 within 0.1 in 100 iterations and PyTorch's budget of 125 evaluations
+    (on this batch unit steps alone leave one image at a margin of 1,310), and the reported margin is the one the
+    model gives its perturbed image."""
+    x, y = mnist_batch
+    e = PerceptualBall(mnist_model, layers=[0, 1], lambda_perceptual=100.0, optimizer="lbfgs_fixed",
+                       steps=100, batch_size=4)(x[:8], y[:8])
+    np.testing.assert_allclose(e.margin, -2.0, atol=0.1)
+    assert 2 * 100 <= e.evaluations <= 2 * 125  # two batches of 4: ≥ 1 evaluation per iteration, ≤ the budget
+    logits = mnist_model(e.perturbed).numpy()
+    own = logits[np.arange(8), y[:8]]
+    other = np.max(np.where(np.eye(10, dtype=bool)[y[:8]], -np.inf, logits), 1)
+    np.testing.assert_allclose(e.margin, own - other, atol=1e-3)
+
+
 def test_large_pixel_weight_gives_a_small_perturbation(mnist_model, mnist_batch):
     x, y = mnist_batch
     small = PerceptualBall(mnist_model, lambda_perceptual=0.0, lambda_pixel=100.0, steps=50)(x[:4], y[:4])

@@ -139,3 +139,21 @@ def test_runs_inside_tf_function():
     eager = lbfgs_fixed_step(tf_batch(tf.range(4)), x0, max_iterations=15)
     graph = tf.function(lambda x: lbfgs_fixed_step(tf_batch(tf.range(4)), x, max_iterations=15))(tf.constant(x0))
     np.testing.assert_allclose(graph["position"].numpy(), eager["position"].numpy(), rtol=1e-9, atol=1e-10)
+
+
+def test_backtracking_safeguard_rescues_rows_where_unit_steps_fail():
+    """f(x) = Σ √(1 + x²): PyTorch's unit steps overshoot and stop far from the minimum (value 4.49 and 19.1
+    against the minimum 2); with max_backtracks every row descends monotonically to it, and a row that needs no
+    backtracking follows PyTorch's iterates exactly."""
+    def vg(x):
+        return tf.reduce_sum(tf.sqrt(1 + x ** 2), -1), x / tf.sqrt(1 + x ** 2)
+
+    x0 = np.array([[3.0, -2.0], [0.5, 0.2], [10.0, 10.0]])
+    plain = lbfgs_fixed_step(vg, x0, max_iterations=30)
+    safe = lbfgs_fixed_step(vg, x0, max_iterations=30, max_backtracks=10)
+    assert plain["value"].numpy()[0] > 4.0 and plain["value"].numpy()[2] > 19.0
+    np.testing.assert_allclose(safe["value"].numpy(), 2.0, atol=1e-8)
+    assert safe["converged"].numpy().all()
+    np.testing.assert_allclose(safe["position"].numpy()[1], plain["position"].numpy()[1], atol=1e-12)
+    with pytest.raises(ValueError, match="max_backtracks"):
+        lbfgs_fixed_step(vg, x0, max_backtracks=-1)

@@ -380,6 +380,8 @@ def _benchmark(args):
                  "lambda_perceptual": d["lambda_perceptual"] if args.lambda_perceptual is None else args.lambda_perceptual,
                  "lambda_pixel": args.lambda_pixel, "target": args.target, "steps": args.steps,
                  "batch_size": args.pb_batch_size, "max_evaluations": args.max_evaluations}
+    if args.pb_optimizer != "lbfgs":  # only when not the default: earlier caches keep their keys
+        pb_kwargs["optimizer"] = args.pb_optimizer
     checkpoints = args.sanity_checkpoints.split(",") if args.sanity_checkpoints else None
     _check_benchmark_layers(model, methods, pb_kwargs["layers"], pb_kwargs["lambda_perceptual"],
                             checkpoints if "sanity" in benches else None)
@@ -666,6 +668,10 @@ def _benchmark_parser(sub, methods, benchmarks, blurs):
     be.add_argument("--max-evaluations", type=_int(1), default=None,
                     help="also stop L-BFGS after this many loss-and-gradient evaluations per problem (the "
                          "authors' torch L-BFGS: 1.25 × steps, i.e. 125; default: no budget)")
+    be.add_argument("--pb-optimizer", choices=("lbfgs", "lbfgs_fixed"), default="lbfgs",
+                    help="the perceptual ball's (and NoPer's) L-BFGS: TFP's with a Hager-Zhang line search, or the "
+                         "authors' torch.optim.LBFGS without line search (one evaluation per iteration, every "
+                         "image stopped on its own, so --pb-batch-size does not change its results)")
     be.add_argument("--n-steps", type=_int(1), default=50, help="deletion/insertion curve steps")
     be.add_argument("--insertion-blur", choices=blurs, default="gaussian",
                     help="insertion's blurred substrate: full Gaussian σ = 5 px, or the RISE code's 11 × 11 kernel")

@@ -12,13 +12,16 @@ Eq. 2 (M_i = C_i, the logit itself). As in the authors' code the squared norms a
 elements (``torch.nn.MSELoss``), the objective has no pixel box and x′ starts at x. λ′ = 0 is the
 paper's unregularised baseline ("NoPer", Eq. 4).
 
-The optimiser is L-BFGS from TensorFlow Probability (``tfp.optimizer.lbfgs_minimize``), batched:
+The default optimiser is L-BFGS from TensorFlow Probability (``tfp.optimizer.lbfgs_minimize``), batched:
 every image is its own problem (row of the batch: its own curvature pairs and line search) and one
 ``tf.function`` evaluates the whole batch. The stopping rule is shared: the batch iterates until every
 row has converged or the iteration (and evaluation) budget is spent, and TFP counts one evaluation per
 batched call, so with a binding budget an image's result depends on the images batched with it (fixed
-by ``batch_size`` and the order of the images; the benchmark's cache keys record both). Adam is
-available as an option.
+by ``batch_size`` and the order of the images; the benchmark's cache keys record both).
+``optimizer="lbfgs_fixed"`` is the authors' own optimiser instead (``torch.optim.LBFGS`` without line search,
+:func:`solvers.lbfgs.lbfgs_fixed_step`, with a halving safeguard when a step raises the loss): about one
+evaluation per iteration, and each image stops on its own (in exact arithmetic its result does not depend on
+the batch; in float32 the batch's rounding can still steer its unit steps). Adam is available as an option.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from solvers.checks import FixedOptions
+from solvers.lbfgs import lbfgs_fixed_step
 
 from ..image_ops import blur_saliency, normalise_maps
 from ..models.features import feature_model
@@ -39,7 +43,7 @@ from .registry import register_explainer
 __all__ = ["PerceptualBall", "NoPer", "GuidedPerceptualBall", "perturbation_saliency", "guided_saliency",
            "PERCEPTUAL_BALL_OPTIMIZERS"]
 
-PERCEPTUAL_BALL_OPTIMIZERS = ("lbfgs", "adam")
+PERCEPTUAL_BALL_OPTIMIZERS = ("lbfgs", "lbfgs_fixed", "adam")
 
 
 def perturbation_saliency(images, perturbed, sigma=0.0):
@@ -74,7 +78,11 @@ class PerceptualBall(Explainer, FixedOptions):
         target: margin target T (paper: −2).
         steps: L-BFGS iterations (paper: 100), or Adam steps.
         multilabel: use Eq. 2 (the class logit) instead of the margin of Eq. 1.
-        optimizer: ``"lbfgs"`` (TensorFlow Probability, Hager–Zhang line search) or ``"adam"``.
+        optimizer: ``"lbfgs"`` (TensorFlow Probability, Hager–Zhang line search), ``"lbfgs_fixed"`` (the
+            authors' ``torch.optim.LBFGS`` without line search, :func:`solvers.lbfgs.lbfgs_fixed_step`: unit
+            steps, one evaluation per iteration, every image with its own stopping and budget; plus a safeguard
+            the authors' optimiser lacks: a step that raises an image's loss is halved, up to 10 times) or
+            ``"adam"``.
         learning_rate: Adam's step (ignored by L-BFGS).
         num_correction_pairs: L-BFGS memory.
         batch_size: images per optimisation batch.
@@ -84,6 +92,7 @@ class PerceptualBall(Explainer, FixedOptions):
             ``steps`` iterations only. The authors' ``torch.optim.LBFGS(max_iter=100)`` has no line search
             and stops at ``max_eval = 1.25 × max_iter`` = 125 evaluations; TFP's Hager–Zhang line search
             spends ≈ 3 per iteration, so ``steps=100, max_evaluations=125`` is the authors' budget.
+            With ``"lbfgs_fixed"`` the budget is per image and ``None`` means PyTorch's 1.25 × ``steps``.
         sigma: default Gaussian blur of the saliency in pixels (paper: 0 or 5; authors' example: 2).
         guided: default for :meth:`explain`'s ``guided`` (Sec. 4.2).
 
@@ -185,6 +194,12 @@ class PerceptualBall(Explainer, FixedOptions):
                 res = tf.while_loop(more, step, [res])[0]
             # a row whose line search failed keeps its last accepted position (tfp marks it "failed")
             flat, converged, evals = res.position, res.converged, res.num_objective_evaluations
+        elif self.optimizer == "lbfgs_fixed":
+            res = lbfgs_fixed_step(value_and_grad, flat0, max_iterations=self.steps,
+                                   max_evaluations=self.max_evaluations, history=self.num_correction_pairs,
+                                   max_backtracks=10)
+            flat, converged = res["position"], res["converged"]
+            evals = tf.reduce_max(res["evaluations"])  # batched calls of the loss (every row is evaluated in each)
         else:
             opt_m = tf.zeros_like(flat0)
             opt_v = tf.zeros_like(flat0)
