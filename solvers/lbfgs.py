@@ -30,21 +30,33 @@ from .checks import check_positive_int, check_real
 __all__ = ["lbfgs_fixed_step"]
 
 
-def _two_loop(g, s_hist, y_hist, rho, count, h_diag):
-    """−H g over the valid pairs (the last ``count`` of each row's buffer, oldest first)."""
+def _two_loop(g, s_hist, y_hist, rho, count, head, h_diag):
+    """−H g over the valid pairs: ring buffers (B, m, N) whose logical position i (0 = oldest) is physical slot
+    (head + i) mod m, valid when i ≥ m − count."""
     m = s_hist.shape[1]
     q = -g
-    alphas = [None] * m
+    alphas, slots = [None] * m, [tf.math.floormod(head + i, m) for i in range(m)]
     for i in reversed(range(m)):  # newest to oldest
         valid = tf.cast(i >= m - count, g.dtype)
-        alphas[i] = rho[:, i] * tf.reduce_sum(s_hist[:, i] * q, -1) * valid
-        q = q - alphas[i][:, None] * y_hist[:, i]
+        si = tf.gather(s_hist, slots[i], axis=1, batch_dims=1)
+        alphas[i] = tf.gather(rho, slots[i], axis=1, batch_dims=1) * tf.reduce_sum(si * q, -1) * valid
+        q = q - alphas[i][:, None] * tf.gather(y_hist, slots[i], axis=1, batch_dims=1)
     r = q * h_diag[:, None]
     for i in range(m):  # oldest to newest
         valid = tf.cast(i >= m - count, g.dtype)
-        beta = rho[:, i] * tf.reduce_sum(y_hist[:, i] * r, -1)
-        r = r + (valid * (alphas[i] - beta))[:, None] * s_hist[:, i]
+        beta = tf.gather(rho, slots[i], axis=1, batch_dims=1) * tf.reduce_sum(
+            tf.gather(y_hist, slots[i], axis=1, batch_dims=1) * r, -1)
+        r = r + (valid * (alphas[i] - beta))[:, None] * tf.gather(s_hist, slots[i], axis=1, batch_dims=1)
     return r
+
+
+def _ring_write(buf, head, add, value):
+    """Row b's slot head_b of ``buf`` (B, m, ...) ← value_b where ``add``_b (a scatter of B rows, not a copy of
+    the buffer's m rows per image)."""
+    idx = tf.stack([tf.range(tf.shape(head)[0]), head], 1)
+    old = tf.gather_nd(buf, idx)
+    keep = tf.reshape(add, [-1] + [1] * (len(value.shape) - 1))
+    return tf.tensor_scatter_nd_update(buf, idx, tf.where(keep, value, old))
 
 
 def lbfgs_fixed_step(value_and_grad, x0, max_iterations=100, max_evaluations=None, history=10, lr=1.0,
@@ -92,7 +104,8 @@ def lbfgs_fixed_step(value_and_grad, x0, max_iterations=100, max_evaluations=Non
     state = dict(
         k=tf.constant(0), x=x0, value=value, g=g, d=tf.zeros_like(x0), t=tf.zeros([b], dtype),
         s_hist=tf.zeros([b, history, n], dtype), y_hist=tf.zeros([b, history, n], dtype),
-        rho=tf.zeros([b, history], dtype), count=tf.zeros([b], tf.int32), h_diag=tf.ones([b], dtype),
+        rho=tf.zeros([b, history], dtype), count=tf.zeros([b], tf.int32), head=tf.zeros([b], tf.int32),
+        h_diag=tf.ones([b], dtype),
         active=tf.logical_not(converged), converged=converged,
         iterations=tf.zeros([b], tf.int32), evaluations=tf.ones([b], tf.int32))
 
@@ -108,14 +121,14 @@ def lbfgs_fixed_step(value_and_grad, x0, max_iterations=100, max_evaluations=Non
         s = st["d"] * st["t"][:, None]
         ys = tf.reduce_sum(y * s, -1)
         add = active & tf.logical_not(first) & (ys > 1e-10)
-        a3 = add[:, None, None]
-        s_hist = tf.where(a3, tf.concat([st["s_hist"][:, 1:], s[:, None]], 1), st["s_hist"])
-        y_hist = tf.where(a3, tf.concat([st["y_hist"][:, 1:], y[:, None]], 1), st["y_hist"])
-        rho = tf.where(add[:, None], tf.concat([st["rho"][:, 1:], (1 / tf.where(add, ys, tf.ones_like(ys)))[:, None]],
-                                               1), st["rho"])
+        head = st["head"]
+        s_hist = _ring_write(st["s_hist"], head, add, s)
+        y_hist = _ring_write(st["y_hist"], head, add, y)
+        rho = _ring_write(st["rho"], head, add, 1 / tf.where(add, ys, tf.ones_like(ys)))
+        head = tf.where(add, tf.math.floormod(head + 1, history), head)
         count = tf.where(add, tf.minimum(st["count"] + 1, history), st["count"])
         h_diag = tf.where(add, ys / tf.maximum(tf.reduce_sum(y * y, -1), 1e-30), st["h_diag"])
-        d = tf.cond(first, lambda: -g, lambda: _two_loop(g, s_hist, y_hist, rho, count, h_diag))
+        d = tf.cond(first, lambda: -g, lambda: _two_loop(g, s_hist, y_hist, rho, count, head, h_diag))
         t = tf.where(first, tf.minimum(tf.constant(1.0, dtype), 1 / tf.reduce_sum(tf.abs(g), -1)) * lr,
                      lr * tf.ones([b], dtype))
         gtd = tf.reduce_sum(g * d, -1)
@@ -151,8 +164,11 @@ def lbfgs_fixed_step(value_and_grad, x0, max_iterations=100, max_evaluations=Non
             evaluations = evaluations + tf.cast(retry, tf.int32)
             return j + 1, t, x, nv, ng, tf.where(retry, tf.logical_not(v2 <= prev_value), worse), evaluations
 
+        def bt_body_fixed_shapes(*v):
+            return [tf.ensure_shape(a, b.shape) for a, b in zip(bt_body(*v), v)]
+
         _, t, x, new_value, new_g, stuck, evaluations = tf.while_loop(
-            bt_cond, bt_body, (tf.constant(0), t, x, new_value, new_g, worse, evaluations))
+            bt_cond, bt_body_fixed_shapes, (tf.constant(0), t, x, new_value, new_g, worse, evaluations))
         x = tf.where(stuck[:, None], st["x"], x)  # no descent found: keep the last point
         move = move & tf.logical_not(stuck)
         evaluated = evaluated & tf.logical_not(stuck)
@@ -164,12 +180,16 @@ def lbfgs_fixed_step(value_and_grad, x0, max_iterations=100, max_evaluations=Non
         tolerance = opt | small_step | small_change | no_descent
         budget = move & (last | (evaluations >= max_evaluations))
         return [dict(k=k, x=x, value=value, g=g_new, d=tf.where(move[:, None], d, st["d"]),
-                     t=tf.where(move, t, st["t"]), s_hist=s_hist, y_hist=y_hist, rho=rho, count=count, h_diag=h_diag,
+                     t=tf.where(move, t, st["t"]), s_hist=s_hist, y_hist=y_hist, rho=rho, count=count, head=head,
+                     h_diag=h_diag,
                      active=active & tf.logical_not(tolerance | budget | stuck),
                      converged=st["converged"] | tolerance,
                      iterations=st["iterations"] + tf.cast(move, tf.int32), evaluations=evaluations, g_prev=g)]
 
     state["g_prev"] = g
-    out = tf.while_loop(cond, body, [state])[0]
+    def body_fixed_shapes(st):  # every loop variable keeps its static shape (e.g. B = 1 under XLA/shape inference)
+        return [{k: tf.ensure_shape(v, st[k].shape) for k, v in body(st)[0].items()}]
+
+    out = tf.while_loop(cond, body_fixed_shapes, [state])[0]
     return {"position": out["x"], "value": out["value"], "converged": out["converged"],
             "iterations": out["iterations"], "evaluations": out["evaluations"]}

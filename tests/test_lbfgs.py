@@ -157,3 +157,13 @@ def test_backtracking_safeguard_rescues_rows_where_unit_steps_fail():
     np.testing.assert_allclose(safe["position"].numpy()[1], plain["position"].numpy()[1], atol=1e-12)
     with pytest.raises(ValueError, match="max_backtracks"):
         lbfgs_fixed_step(vg, x0, max_backtracks=-1)
+
+
+def test_a_single_row_runs_inside_tf_function():
+    """B = 1 under tf.function: every loop variable keeps its static shape (a (1,) → (None,) change once broke the
+    perceptual ball at batch size 1)."""
+    def vg(x):
+        return tf.reduce_sum(tf.sqrt(1 + x ** 2), -1), x / tf.sqrt(1 + x ** 2)
+
+    run = tf.function(lambda x: lbfgs_fixed_step(vg, x, max_iterations=20, max_backtracks=10))
+    np.testing.assert_allclose(run(tf.constant([[3.0, -2.0]]))["value"].numpy(), [2.0], atol=1e-6)
