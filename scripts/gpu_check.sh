@@ -5,7 +5,8 @@
 # ball placed on the GPU and agreeing with the CPU), then the attack-speed benchmark at GPU sizes on the shipped
 # MNIST and CIFAR-10 models (synthetic CIFAR-10 images, no data needed) and on a MobileNet v1 α = 0.75 at
 # 224 × 224 (random weights and images: timing only), and the exact solver against the model's gradient at
-# ImageNet size. It writes $OUT/gpu_check.json (OUT defaults to runs/gpu_check) with every figure; under 8 minutes.
+# ImageNet size, and FPGAP's box ∩ mean projection (Newton against bisection). It writes $OUT/gpu_check.json
+# (OUT defaults to runs/gpu_check) with every figure; under 8 minutes.
 #
 #   bash scripts/gpu_check.sh            # locally
 #   (device tool)  run: bash scripts/gpu_check.sh   timeout_s=540
@@ -32,12 +33,13 @@ timeout 90 python scripts/bench_attack_speed.py --data cifar10 --synthetic --bat
     --out "$OUT/bench_cifar10" > "$OUT/bench_cifar10.txt" 2>&1
 timeout 120 python scripts/bench_attack_speed.py --data imagenet --synthetic --batch 64 --steps 10 \
     --methods bare_cw,bare_ce,fpgap,pgap,l1q_fw,l1q_fw_clip,l2_fw --out "$OUT/bench_imagenet" > "$OUT/bench_imagenet.txt" 2>&1
+timeout 60 python scripts/bench_projection.py --out "$OUT/bench_projection.json" > "$OUT/bench_projection.txt" 2>&1
 python - "$OUT" "$tests_rc" "$start" <<'PY'
 import json, pathlib, sys, time
 out, rc, start = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 res = {"tests_rc": rc, "seconds": time.time() - start,
        "devices": json.loads((out / "devices.json").read_text() or "{}")}
-for name in ("mnist", "cifar10", "imagenet"):
+for name in ("mnist", "cifar10", "imagenet", "projection"):
     f = out / f"bench_{name}.json"
     res[f"bench_{name}"] = json.loads(f.read_text()) if f.exists() else None
 tail = (out / "gpu_tests.txt").read_text().strip().splitlines()[-1:] if (out / "gpu_tests.txt").exists() else []
