@@ -93,14 +93,15 @@ def main():
     # attack is compared with the bare loop of its own loss, moving the images by signed gradient steps
     runs = {"bare_cw": bare_loop("cw"), "bare_ce": bare_loop("ce")}
     limit_of = {"fpgap": "bare_cw", "pgap": "bare_cw", "l1q_fw": "bare_ce", "l1q_fw_clip": "bare_ce",
-                "l2_fw": "bare_ce", "l2_pgd": "bare_ce", "foolbox_l2pgd": "bare_ce", "bare_cw": "bare_cw",
-                "bare_ce": "bare_ce"}
+                "l2_fw": "bare_ce", "l2_fw_clip": "bare_ce", "l2_pgd": "bare_ce", "foolbox_l2pgd": "bare_ce",
+                "bare_cw": "bare_cw", "bare_ce": "bare_ce"}
     attacks = {
         "fpgap": FPGAP(model, eps_ssim, steps=s, early_stop=False, batch_size=args.batch),
         "pgap": PGAP(model, eps_ssim, steps=s, early_stop=False, batch_size=args.batch),
         "l1q_fw": L1QFrankWolfe(model, eps_l1, steps=s, box="exact", batch_size=args.batch),
         "l1q_fw_clip": L1QFrankWolfe(model, eps_l1, steps=s, box="clip", batch_size=args.batch),
         "l2_fw": L2FrankWolfe(model, eps_l2, steps=s, batch_size=args.batch),
+        "l2_fw_clip": L2FrankWolfe(model, eps_l2, steps=s, box="clip", batch_size=args.batch),
         "l2_pgd": L2PGD(model, eps_l2, steps=s, seed=0, batch_size=args.batch),
     }
     for name, atk in attacks.items():
