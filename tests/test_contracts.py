@@ -218,7 +218,10 @@ def test_perturb_runs_inside_a_keras_train_step(name, models, data):
     assert any(not np.allclose(a, b) for a, b in zip(before, net.get_weights()))
 
 
-@pytest.mark.parametrize("name", list(EXPLAINERS))
+# the guided ball is the perceptual ball times its input-gradient guide (both covered: the perceptual_ball case
+# here and test_explain's guided test); its own case doubles the slowest contract test, so it runs with -m slow
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "perceptual_ball_guided" else n
+                                  for n in EXPLAINERS])
 def test_explainer_contract_on_every_model_kind(name, models, data):
     x, y = data
     maps = {}
