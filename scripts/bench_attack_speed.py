@@ -12,7 +12,6 @@ Attacks run without early stop (every image takes every step), as the limit assu
 """
 
 import argparse
-import json
 import platform
 import statistics
 import time
