@@ -1,4 +1,5 @@
-"""Command-line interface: ``tfperceptual compare | localize | benchmark | counterfactual | probe``.
+"""Command-line interface: ``tfperceptual compare | localize | benchmark | counterfactual | probe | perceive |
+robustness``.
 
 * Bad arguments — and data or models that do not fit them — print **one line** naming the argument and
   what is expected, and exit with status 2 (``--debug`` shows the traceback instead).
@@ -563,6 +564,40 @@ def _perceive(args):
     return 0
 
 
+#: zoo models ``robustness --model`` takes by name
+_ZOO_NAMES = ("mnist_cnn", "mnist_cnn_robust", "cifar10_cnn", "cifar10_cnn_robust", "cifar10_cnn_ssim_robust",
+              "imagenet_mobilenet")
+#: default threats of ``robustness`` per dataset family (ℓ∞, ℓ2 and the SSIM ball at the robust models' radii)
+_DEFAULT_THREATS = {"mnist": "linf:0.3,l2:2.0,ssim:0.3", "cifar10": "linf:0.03137,l2:0.5,ssim:0.015",
+                    "imagenet": "linf:0.01569,ssim:0.015", "custom": None}
+
+
+def _robustness(args):
+    from .models import zoo
+    from .protocols.robustness import parse_threats, run_robustness
+
+    family = _family(args.data)
+    text = args.threat if args.threat is not None else _DEFAULT_THREATS[family]
+    if text is None:
+        raise UsageError("--threat", "required with an .npz --data file, e.g. 'linf:0.03,l2:0.5,ssim:0.015'")
+    try:
+        threats = parse_threats(text)
+    except ValueError as e:
+        raise UsageError("--threat", str(e)) from None
+    x, y = _load_data(args.data, args.n)
+    if args.model in _ZOO_NAMES:
+        model, model_name = getattr(zoo, args.model)(), f"tfperceptual zoo.{args.model}"
+    else:
+        model, model_name, _ = _load_model(args.model, family)
+    _check_fit(model, x, y, model_name, args.data)
+    run_robustness(model, x, y, threats=threats, version=args.version, out_dir=args.out, batch_size=args.batch_size,
+                   seed=args.seed, steps=args.steps, square_queries=args.square_queries,
+                   ssim_queries=args.ssim_queries, sanity_n=args.sanity_n, data_name=family, model_name=model_name,
+                   progress=not args.no_progress)
+    print(open(os.path.join(args.out, "report.md"), encoding="utf-8").read())
+    return 0
+
+
 # ----------------------------------------------------------------------------- parser
 class _FMT(argparse.HelpFormatter):
     """Help with each option's default, unless the help already says it or there is none to show."""
@@ -769,6 +804,33 @@ def _perceive_parser(sub):
     _common(pe, "runs/perceive")
 
 
+def _robustness_parser(sub):
+    ro = sub.add_parser("robustness", formatter_class=_FMT,
+                        help="robust accuracy under AutoAttack (ℓ∞, ℓ2 through ART) and the SSIM-ball ensemble",
+                        description="Croce & Hein's AutoAttack for ℓp balls (ART) and the project's adaptive "
+                                    "ensemble for the SSIM ball (SSIM-APGD-CE, SSIM-APGD-T, FPGAP, PGAP, SSIM-Square), "
+                                    "per-image worst case, every adversarial verified; Carlini et al.'s sanity checks.")
+    ro.add_argument("--data", default="mnist", help="mnist | mnist-test | cifar10 | imagenet | PATH.npz (with --model)")
+    ro.add_argument("--model", default=None,
+                    help=f"a .keras model taking pixels in [0, 1], or a zoo name ({', '.join(_ZOO_NAMES)}) "
+                         "(default: the zoo model of --data)")
+    ro.add_argument("--threat", default=None,
+                    help="comma-separated NORM:EPS with NORM in linf, l2, ssim (ssim:EPS or ssim:EPS:EPS1, the S2 and S1 "
+                         "radii) (default: mnist 'linf:0.3,l2:2.0,ssim:0.3', cifar10 'linf:0.03137,l2:0.5,ssim:0.015', "
+                         "imagenet 'linf:0.01569,ssim:0.015')")
+    ro.add_argument("--version", choices=("standard", "fast"), default="standard",
+                    help="standard: APGD-CE, APGD-T, Square (SSIM: + FPGAP, PGAP, SSIM-Square); fast: the two APGDs")
+    ro.add_argument("--n", type=_int(1), default=100, help="number of images (the first N; CIFAR-10 class-balanced)")
+    ro.add_argument("--steps", type=_int(1), default=100, help="APGD iterations (and FPGAP / PGAP steps)")
+    ro.add_argument("--square-queries", type=_int(1), default=5000, help="Square's query budget (ℓp)")
+    ro.add_argument("--ssim-queries", type=_int(1), default=1000, help="SSIM-Square's query budget")
+    ro.add_argument("--sanity-n", type=_int(0), default=100,
+                    help="images of Carlini et al.'s sanity checks (the first ones; 0: none)")
+    ro.add_argument("--batch-size", type=_int(1), default=128, help="images per attack batch and cache entry")
+    _strategy(ro)
+    _common(ro, "runs/robustness")
+
+
 def build_parser():
     """The argument parser (imports the registries, so TensorFlow: call after the quiet start-up)."""
     from .attacks import attack_names, pgap_solvers
@@ -787,11 +849,13 @@ def build_parser():
     _counterfactual_parser(sub)
     _probe_parser(sub)
     _perceive_parser(sub)
+    _robustness_parser(sub)
     return p
 
 
 _COMMANDS = {"compare": _compare, "localize": _localize, "benchmark": _benchmark,
-             "counterfactual": _counterfactual, "probe": _probe, "perceive": _perceive}
+             "counterfactual": _counterfactual, "probe": _probe, "perceive": _perceive,
+             "robustness": _robustness}
 
 
 def main(argv=None):

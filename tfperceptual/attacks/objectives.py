@@ -7,16 +7,22 @@
 * ``kl``: KL(softmax(Z₀) ‖ softmax(Z)) from the logits Z₀ of the clean image (the inner maximisation of
   TRADES, Zhang et al. 2019, Eq. 5); labels and targets are not used.  Its gradient is zero at Z = Z₀, so
   it needs a random start.
+* ``dlr``: Croce & Hein's difference of logits ratio (ICML 2020, Eq. 6), shift- and scale-invariant in the
+  logits; untargeted: −(Z_y − max_{j≠y} Z_j) / (Z_π1 − Z_π3 + 1e-12) (π sorts the logits decreasingly,
+  K ≥ 3); targeted towards t (Eq. 7): −(Z_y − Z_t) / (Z_π1 − (Z_π3 + Z_π4)/2 + 1e-12) (K ≥ 4).  The same
+  formulas as the authors' ``autopgd_base.py``.
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-from ..models.logits import class_margin
+from ..models.logits import class_margin, class_score
 
-__all__ = ["LOSSES", "PGD_LOSSES", "attack_loss", "attack_loss_gradient", "attack_logits_and_gradient", "margin"]
+__all__ = ["LOSSES", "PGD_LOSSES", "APGD_LOSSES", "dlr_loss", "attack_loss", "attack_loss_gradient", "attack_logits_and_gradient", "margin"]
 
+#: losses of APGD (Croce & Hein 2020) and SSIM-APGD
+APGD_LOSSES = ("ce", "dlr")
 #: losses of the SSIM-ball attacks (which start at the clean image)
 LOSSES = ("cw", "ce")
 #: losses of the norm-ball attacks (random start): also ``kl``
@@ -40,6 +46,8 @@ def attack_loss(logits, labels, targets=None, loss="cw", confidence=50.0, refere
             raise ValueError("loss='kl' needs the clean logits (reference_logits)")
         p = tf.nn.softmax(reference_logits)
         return tf.reduce_sum(p * (tf.nn.log_softmax(reference_logits) - tf.nn.log_softmax(logits)), -1)
+    if loss == "dlr":
+        return dlr_loss(logits, labels, targets)
     if loss == "cw":
         m = class_margin(logits, targets) if targets is not None else -class_margin(logits, labels)
         return tf.minimum(m, tf.cast(confidence, logits.dtype))
@@ -48,7 +56,19 @@ def attack_loss(logits, labels, targets=None, loss="cw", confidence=50.0, refere
         if targets is not None:
             return -ce(labels=targets, logits=logits)
         return ce(labels=labels, logits=logits)
-    raise ValueError(f"loss must be one of {PGD_LOSSES}, got {loss!r}")
+    raise ValueError(f"loss must be one of {PGD_LOSSES + ('dlr',)}, got {loss!r}")
+
+
+def dlr_loss(logits, labels, targets=None):
+    """Croce & Hein's DLR loss per image (B,) (to be maximised; see the module docstring): untargeted with
+    ``targets=None`` (needs K ≥ 3), else targeted towards ``targets`` (K ≥ 4). ``logits`` (B, K) float,
+    ``labels``/``targets`` (B,) int."""
+    srt = tf.sort(logits, axis=-1, direction="DESCENDING")
+    z_y = class_score(logits, labels)
+    if targets is None:
+        return -class_margin(logits, labels) / (srt[:, 0] - srt[:, 2] + 1e-12)
+    z_t = class_score(logits, targets)
+    return -(z_y - z_t) / (srt[:, 0] - 0.5 * (srt[:, 2] + srt[:, 3]) + 1e-12)
 
 
 def attack_logits_and_gradient(model, x, labels, targets=None, loss="cw", confidence=50.0, reference_logits=None):
