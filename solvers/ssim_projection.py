@@ -104,12 +104,13 @@ def _clip_stats(w, sigma, b0, b1):
     return mean, n_free / n, const
 
 
-def _monotone_root(w, a, b, c, lo, hi, active, b0, b1, max_iter):
+def _monotone_root(w, a, b, c, lo, hi, active, b0, b1, max_iter, start=None):
     """σ per row with φ(σ) = a·σ + b·mean(clip(w + σ, b0, b1)) − c = 0, φ non-decreasing, in [lo, hi]
     (φ(lo) ≤ 0 ≤ φ(hi)).  Safeguarded Newton: the candidate is the exact root of φ on the active set at σ,
     taken when it lies inside the bracket, else the bracket's midpoint; a row stops when the candidate no
     longer moves (σ's active set is the root's) or its bracket has shrunk to rounding.  Rows with
-    ``active`` False return ``lo``.  a, b, c, lo, hi: (B,)."""
+    ``active`` False return ``lo``.  a, b, c, lo, hi: (B,); ``start``: optional (B,) first guess (a warm
+    start: the root of a nearby problem), else 0 clipped to the bracket."""
     dt = w.dtype
     tiny = tf.constant(4 * np.finfo(dt.as_numpy_dtype).eps, dt)
 
@@ -131,7 +132,7 @@ def _monotone_root(w, a, b, c, lo, hi, active, b0, b1, max_iter):
         done = done | fixed | (hi_s - lo_s <= tiny * scale)
         return i + 1, tf.where(done, tf.where(fixed & inside, root, sig), nxt), lo_s, hi_s, done
 
-    sig0 = tf.clip_by_value(tf.zeros_like(lo), lo, hi)
+    sig0 = tf.clip_by_value(tf.zeros_like(lo) if start is None else start, lo, hi)
     _, sig, lo_s, hi_s, _ = tf.while_loop(
         lambda i, s, lo_, hi_, d: (i < max_iter) & tf.logical_not(tf.reduce_all(d)), body,
         (tf.constant(0), sig0, lo, hi, tf.logical_not(active)))
@@ -142,24 +143,26 @@ def _monotone_root(w, a, b, c, lo, hi, active, b0, b1, max_iter):
     return tf.where(active, sig, lo)
 
 
-def _minimise_lagrangian(z, c, lam, lo_mean, hi_mean, b0, b1, max_inner):
-    """y_λ = argmin over box ∩ mean slab of ½‖y − z‖² + λ/2 ‖Py − c‖² (rows), and ψ(λ) = ‖Py_λ − c‖."""
+def _minimise_lagrangian(z, c, lam, lo_mean, hi_mean, b0, b1, max_inner, start=None):
+    """y_λ = argmin over box ∩ mean slab of ½‖y − z‖² + λ/2 ‖Py − c‖² (rows), ψ(λ) = ‖Py_λ − c‖ and the shift
+    σ (``start``: a warm start for σ, e.g. the previous λ's)."""
     w = (z + lam[:, None] * c) / (1.0 + lam[:, None])
-    always = tf.ones_like(lam, dtype=tf.bool)
-    # free mean: (1 + λ)σ − λ·mean(clip(w + σ)) = 0, σ ∈ [λ b0, λ b1] / (1 + λ)
+    # free mean: (1 + λ)σ − λ·mean(clip(w + σ)) = 0, σ ∈ [λ b0, λ b1] / (1 + λ); not needed when the mean is
+    # fixed (ε1 = 0: lo = hi) or λ = 0 (σ = 0)
+    free = (lam > 0) & (lo_mean < hi_mean)
     sig_free = _monotone_root(w, 1.0 + lam, -lam, tf.zeros_like(lam), lam * b0 / (1.0 + lam),
-                              lam * b1 / (1.0 + lam), always & (lam > 0), b0, b1, max_inner)
-    sig_free = tf.where(lam > 0, sig_free, tf.zeros_like(lam))
+                              lam * b1 / (1.0 + lam), free, b0, b1, max_inner, start)
+    sig_free = tf.where(free, sig_free, tf.zeros_like(lam))
     mean_free = tf.reduce_mean(tf.clip_by_value(w + sig_free[:, None], b0, b1), 1)
     target = tf.clip_by_value(mean_free, lo_mean, hi_mean)
     move = tf.not_equal(target, mean_free)
     # mean at the nearer end of the interval: mean(clip(w + σ)) = target, σ ∈ [b0 − max w, b1 − min w]
     sig_end = _monotone_root(w, tf.zeros_like(lam), tf.ones_like(lam), target, b0 - tf.reduce_max(w, 1),
-                             b1 - tf.reduce_min(w, 1), move, b0, b1, max_inner)
+                             b1 - tf.reduce_min(w, 1), move, b0, b1, max_inner, start)
     sig = tf.where(move, sig_end, sig_free)
     y = tf.clip_by_value(w + sig[:, None], b0, b1)
     psi = tf.norm(y - tf.reduce_mean(y, 1, keepdims=True) - c, axis=1)
-    return y, psi
+    return y, psi, sig
 
 
 def _project_rows(z, x, eps2, eps1, b0, b1, max_outer, max_inner, rtol):
@@ -170,12 +173,12 @@ def _project_rows(z, x, eps2, eps1, b0, b1, max_outer, max_inner, rtol):
     lo_mean = tf.maximum(lo_mean, b0)
     hi_mean = tf.minimum(hi_mean, b1)
     zero = tf.zeros_like(r)
-    y0, psi0 = _minimise_lagrangian(z, c, zero, lo_mean, hi_mean, b0, b1, max_inner)
+    y0, psi0, sig0 = _minimise_lagrangian(z, c, zero, lo_mean, hi_mean, b0, b1, max_inner)
     need = psi0 > r
     inf = tf.constant(np.inf, dt)
 
-    def body(i, lam, lam_lo, lam_hi, lam_prev, h_prev, done, lam_best, y_best, psi_best):
-        y, psi = _minimise_lagrangian(z, c, lam, lo_mean, hi_mean, b0, b1, max_inner)
+    def body(i, lam, lam_lo, lam_hi, lam_prev, h_prev, done, lam_best, y_best, psi_best, sig_prev):
+        y, psi, sig = _minimise_lagrangian(z, c, lam, lo_mean, hi_mean, b0, b1, max_inner, sig_prev)
         h = 1.0 / tf.maximum(psi, tf.constant(1e-300, dt)) - 1.0 / r
         feasible = psi <= r
         conv = tf.abs(psi - r) <= rtol * r
@@ -199,13 +202,13 @@ def _project_rows(z, x, eps2, eps1, b0, b1, max_outer, max_inner, rtol):
         nxt = tf.where(ok_next, secant, mid)
         stuck = bracketed & (lam_hi - lam_lo <= 4 * np.finfo(dt.as_numpy_dtype).eps * (1.0 + lam_hi))
         done = done | stuck
-        return (i + 1, tf.where(done, lam, nxt), lam_lo, lam_hi, lam, h, done, lam_best, y_best, psi_best)
+        return (i + 1, tf.where(done, lam, nxt), lam_lo, lam_hi, lam, h, done, lam_best, y_best, psi_best, sig)
 
     # the first step: the root of the linear model of h through (0, h(0)) with slope 1/ψ(0), exact without the box
     lam1 = tf.where(need, psi0 / r - 1.0, zero)
     init = (tf.constant(0), lam1, zero, tf.fill(tf.shape(r), inf), zero, 1.0 / tf.maximum(psi0, 1e-300) - 1.0 / r,
-            tf.logical_not(need), zero, y0, psi0)
-    iters, lam, lam_lo, lam_hi, _, _, done, lam_best, y_lam, psi_lam = tf.while_loop(
+            tf.logical_not(need), zero, y0, psi0, sig0 * (1.0 + lam1))
+    iters, lam, lam_lo, lam_hi, _, _, done, lam_best, y_lam, psi_lam, _ = tf.while_loop(
         lambda i, *s: (i < max_outer) & tf.logical_not(tf.reduce_all(s[5])), body, init)
     # a feasible point: back along the segment to the anchor (x is in the box, the slab and the ball)
     y_hat = backtrack_into_ball(x, y_lam, c, r)
@@ -298,6 +301,8 @@ def cvxpy_project_ssim_ball(z, x, eps2, eps1=0.0, bounds=(0.0, 1.0), solver="CLA
     Raises:
         RuntimeError: the solver reports no optimum for a row.
     """
+    import warnings
+
     import cvxpy as cp
 
     from .ssim_ball import ssim_ball
@@ -312,7 +317,10 @@ def cvxpy_project_ssim_ball(z, x, eps2, eps1=0.0, bounds=(0.0, 1.0), solver="CLA
         cons = [y >= bounds[0], y <= bounds[1], cp.norm(y - m - ball.centre[i]) <= ball.radius[i],
                 m >= ball.mean_low[i], m <= ball.mean_high[i]]
         prob = cp.Problem(cp.Minimize(cp.norm(y - z[i])), cons)  # same minimiser, a better-conditioned cone
-        prob.solve(solver=solver, **({"tol_gap_abs": 1e-11, "tol_gap_rel": 1e-11, "tol_feas": 1e-11} if solver == "CLARABEL" else {}))
+        opts = {"tol_gap_abs": 1e-11, "tol_gap_rel": 1e-11, "tol_feas": 1e-11} if solver == "CLARABEL" else {}
+        with warnings.catch_warnings():  # "Solution may be inaccurate": the status says it, see above
+            warnings.simplefilter("ignore", UserWarning)
+            prob.solve(solver=solver, **opts)
         if prob.status not in ("optimal", "optimal_inaccurate") or y.value is None:
             raise RuntimeError(f"CVXPY ({solver}) returned {prob.status} on row {i}")
         out[i] = y.value

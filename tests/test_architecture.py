@@ -24,7 +24,8 @@ LEVELS = [
 ]
 #: libraries a function may import (to defer a heavy, optional part); the CLI may also defer anything, so
 #: that it can quiet TensorFlow before TensorFlow is imported
-DEFERRABLE = {"matplotlib", "cvxpy", "foolbox", "eagerpy", "tf_keras_vis", "tensorflow_probability", "skimage"}
+DEFERRABLE = {"matplotlib", "cvxpy", "foolbox", "eagerpy", "tf_keras_vis", "tensorflow_probability", "skimage", "art",
+              "multiprocess"}
 
 
 def _modules():

@@ -22,7 +22,9 @@ ATTACK_OPTIONS = {"fpgap": dict(eps=0.2, steps=3), "pgap": dict(eps=0.2, steps=3
                   "linf_pgd": dict(eps=0.05, steps=3, seed=0), "l2_pgd": dict(eps=0.5, steps=3, seed=0),
                   "fgsm_rs": dict(eps=0.05, seed=0), "l1q_fw": dict(eps=2.0, q=0.1, steps=3, seed=0),
                   "l2_fw": dict(eps=0.5, steps=3), "sparse_l1": dict(eps=2.0, steps=3),
-                  "ead": dict(eps=5.0, steps=5, binary_search_steps=2)}
+                  "ead": dict(eps=5.0, steps=5, binary_search_steps=2),
+                  "ssim_apgd": dict(eps=0.2, steps=3, seed=0), "linf_apgd": dict(eps=0.05, steps=3, seed=0),
+                  "l2_apgd": dict(eps=0.5, steps=3, seed=0), "ssim_square": dict(eps=0.2, queries=5, seed=0)}
 EXPLAINER_OPTIONS = {"perceptual_ball": dict(layers=[0], lambda_perceptual=1.0, steps=3),
                      "perceptual_ball_guided": dict(layers=[0], lambda_perceptual=1.0, steps=3),
                      "noper": dict(steps=3), "saliency": {}, "smoothgrad": dict(samples=2, seed=0), "gradcam": {},
@@ -183,7 +185,7 @@ def test_attacks_that_are_not_graph_pure_say_so(name, models, data):
         attack.perturb(tf.constant(data[0]), tf.constant(data[1]))
 
 
-@pytest.mark.parametrize("name", ["fpgap", "pgap", "l1q_fw", "l2_fw"])
+@pytest.mark.parametrize("name", ["fpgap", "pgap", "l1q_fw", "l2_fw", "ssim_apgd"])
 def test_perturb_runs_inside_a_keras_train_step(name, models, data):
     """Adversarial training in Model.fit: train_step calls attack.perturb at the current weights."""
     x, y = data

@@ -108,7 +108,7 @@ class APGD(Attack, FixedOptions):
         self.rho = check_real(rho, "rho", 0.0, 1.0, high_inclusive=True)
         self._set_eps(eps)
         self._run_once = tf.function(self._single_run, reduce_retracing=True)
-        self._perturb_graph = tf.function(self._perturb_impl, reduce_retracing=True)
+        self._run = tf.function(self._perturb_impl, reduce_retracing=True)  # perturb's graph
 
     # ------------------------------------------------------------------ the set (subclasses)
     def _set_eps(self, eps):
@@ -245,7 +245,7 @@ class APGD(Attack, FixedOptions):
         labels = tf.cast(labels, tf.int64)
         tgt = labels if target is None else tf.cast(target, tf.int64)
         step = tf.zeros((), tf.int64) if step is None else tf.cast(step, tf.int64)
-        return self._perturb_graph(x, labels, tgt, step, target is not None)
+        return self._run(x, labels, tgt, step, target is not None)
 
     def _attack_batch(self, x, labels, target, return_iterates):
         n = len(x)

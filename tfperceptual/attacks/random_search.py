@@ -63,7 +63,7 @@ class SSIMSquare(SSIMAPGD):
         self.p_init = check_real(p_init, "p_init", 0.0, 1.0, high_inclusive=True)
         super().__init__(model, eps, eps_luminance, steps=1, loss="ce", seed=seed, per_channel=per_channel,
                          batch_size=batch_size)
-        self._search = tf.function(self._search_impl, reduce_retracing=True)
+        self._run = tf.function(self._search_impl, reduce_retracing=True)
 
     def _margin(self, x, labels, targets, targeted):
         logits = self.model(x, training=False)
@@ -106,7 +106,7 @@ class SSIMSquare(SSIMAPGD):
         labels = tf.cast(labels, tf.int64)
         tgt = labels if target is None else tf.cast(target, tf.int64)
         step = tf.zeros((), tf.int64) if step is None else tf.cast(step, tf.int64)
-        return self._search(x, labels, tgt, step, target is not None)[0]
+        return self._run(x, labels, tgt, step, target is not None)[0]
 
     def _attack_batch(self, x, labels, target, return_iterates):
         adv = self.perturb(tf.constant(x), tf.constant(labels, tf.int64),

@@ -27,6 +27,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
+from solvers.ssim_ball import luminance_similarity, structure_similarity
+
+from ..attacks import FPGAP, PGAP, SSIMAPGD, SSIMSquare
+from ..attacks.objectives import dlr_loss
 from ..models.adapter import as_logits_model
 from ..validation import check_choice, check_images, check_labels, check_positive_int, check_real
 from .sparsity import wilson_interval
@@ -131,8 +135,6 @@ def verify_adversarial(model, images, adversarial, labels, *, norm, eps, eps_lum
     Raises:
         TypeError / ValueError: bad images, labels, norm or ε.
     """
-    from solvers.ssim_ball import luminance_similarity, structure_similarity
-
     norm, eps, eps_luminance = _check_threat(norm, eps, eps_luminance)
     lm = as_logits_model(model)
     x = check_images(images, "images", (0.0, 1.0), lm.image_shape)
@@ -234,10 +236,14 @@ def _prepare(model, images, labels):
 
 # ----------------------------------------------------------------------------- ℓp through ART
 def _art():
+    import warnings
+
     try:
         import multiprocess  # noqa: F401  (ART's AutoAttack imports it; pip does not install it with ART)
-        from art.attacks.evasion import AutoProjectedGradientDescent, SquareAttack
-        from art.estimators.classification import TensorFlowV2Classifier
+        with warnings.catch_warnings():  # "PyTorch not found. Not importing DeepZ ..." (ART's certification part)
+            warnings.filterwarnings("ignore", message="PyTorch not found")
+            from art.attacks.evasion import AutoProjectedGradientDescent, SquareAttack
+            from art.estimators.classification import TensorFlowV2Classifier
     except ImportError as e:  # pragma: no cover - the dependency is in setup.cfg
         raise ARTUnavailableError(f"auto_attack needs the Adversarial Robustness Toolbox and multiprocess "
                                   f"(pip install adversarial-robustness-toolbox multiprocess): {e}") from e
@@ -268,8 +274,6 @@ class _DLRLoss:
 
     @staticmethod
     def _per_image(y_true, y_pred):
-        from ..attacks.objectives import dlr_loss
-
         labels = tf.argmax(tf.cast(y_true, tf.float32), axis=1)
         return dlr_loss(y_pred, labels)
 
@@ -427,8 +431,6 @@ def ssim_auto_attack(model, images, labels, *, eps, eps_luminance=0.0, version="
     Raises:
         TypeError / ValueError: bad images, labels, radii, version or counts.
     """
-    from ..attacks import FPGAP, PGAP, SSIMAPGD, SSIMSquare
-
     lm, x, y = _prepare(model, images, labels)
     _, eps, eps_luminance = _check_threat("ssim", eps, eps_luminance)
     version = check_choice(version, "version", VERSIONS)
