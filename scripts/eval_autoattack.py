@@ -10,8 +10,10 @@ Each (model, threat, batch) result is a small JSON entry under
 machine or another — resumes and never recomputes a finished batch; MNIST's first 1,000 test images form
 the same batches as the first 1,000 of a 10,000-image run.  Threats: MNIST ℓ∞ 0.3, ℓ2 2.0, SSIM ε = 0.3
 (the radii of the robust model's training and of the docs' FPGAP/PGAP table); CIFAR-10 ℓ∞ 8/255, ℓ2 0.5,
-SSIM ε = 0.015 (the SSIM-robust model's training radius).  CIFAR-10 images are class-balanced (every
-10th test image for n = 1,000).
+SSIM ε = 0.015 (the SSIM-robust model's training radius).  CIFAR-10's test images are taken class by class
+in turn (the j-th image of class 0, of class 1, …, then the (j + 1)-th), so every prefix is class-balanced and
+a later, larger ``--n`` extends a run instead of changing its images (not the every-10th-image subset of
+``tfperceptual compare --data cifar10``).
 """
 
 import argparse
@@ -25,6 +27,21 @@ MODELS = {"mnist": ["mnist_cnn_robust", "mnist_cnn"],
           "cifar10": ["cifar10_cnn_robust", "cifar10_cnn_ssim_robust", "cifar10_cnn"]}
 THREATS = {"mnist": "linf:0.3,l2:2.0,ssim:0.3", "cifar10": "linf:0.03137254901960784,l2:0.5,ssim:0.015"}
 BATCH = {"mnist": 250, "cifar10": 125}
+
+
+def load(data, n):
+    """The first ``n`` test images: MNIST in order, CIFAR-10 class by class in turn (see the module docstring)."""
+    import numpy as np
+
+    from tfperceptual.datasets import load_cifar10, load_mnist
+
+    if data == "mnist":
+        x, y = load_mnist("test")
+        return x[:n], y[:n]
+    x, y = load_cifar10("test")
+    per_class = [np.flatnonzero(y == c) for c in range(10)]
+    order = np.stack(per_class, 1).reshape(-1)  # 1,000 per class: j-th image of each class in turn
+    return x[order[:n]].astype(np.float32), y[order[:n]]
 
 
 def summary():
@@ -61,11 +78,10 @@ def main():
     if args.data is None:
         p.error("--data is required (or --summary)")
 
-    from tfperceptual.cli import _load_data
     from tfperceptual.models import zoo
     from tfperceptual.protocols.robustness import run_robustness
 
-    x, y = _load_data("mnist-test" if args.data == "mnist" else "cifar10", args.n)
+    x, y = load(args.data, args.n)
     for name in (args.models.split(",") if args.models else MODELS[args.data]):
         model = getattr(zoo, name)()
         doc = run_robustness(model, x, y, threats=args.threat or THREATS[args.data], version=args.version,

@@ -44,6 +44,7 @@ how far the returned point can be from the true projection, and a row is ``ok`` 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,7 +53,7 @@ import tensorflow as tf
 from .checks import check_positive_int, check_real
 from .closed_form import backtrack_into_ball
 from .rows import from_rows, to_rows
-from .ssim_ball import ball_parameters, check_eps
+from .ssim_ball import ball_parameters, check_eps, ssim_ball
 
 __all__ = ["ProjectionResult", "project_ssim_ball", "project_ssim_ball_rows", "cvxpy_project_ssim_ball",
            "PROJECTION_TOL"]
@@ -301,11 +302,7 @@ def cvxpy_project_ssim_ball(z, x, eps2, eps1=0.0, bounds=(0.0, 1.0), solver="CLA
     Raises:
         RuntimeError: the solver reports no optimum for a row.
     """
-    import warnings
-
     import cvxpy as cp
-
-    from .ssim_ball import ssim_ball
 
     z = np.asarray(z, np.float64)
     x = np.asarray(x, np.float64)

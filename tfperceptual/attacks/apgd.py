@@ -184,10 +184,13 @@ class APGD(Attack, FixedOptions):
             if tf.equal(counter, k):
                 # the authors' check_oscillation: in how many of the last k steps did the loss rise?
                 # (indices below 0 wrap to the end of the history, zeros until filled, as in their code)
-                js = i - tf.range(k)
+                # (a fixed-size window of the largest k, masked to the current one: XLA needs static sizes)
+                lags = tf.range(k0)
+                js = i - lags
                 now = tf.gather(loss_steps, tf.math.floormod(js, n))
                 before = tf.gather(loss_steps, tf.math.floormod(js - 1, n))
-                rises = tf.reduce_sum(tf.cast(now > before, tf.float32), 0)
+                rose = tf.cast(now > before, tf.float32) * tf.cast(lags < k, tf.float32)[:, None]
+                rises = tf.reduce_sum(rose, 0)
                 oscillating = rises <= tf.cast(k, tf.float32) * self.rho
                 stalled = tf.logical_not(reduced_last) & (loss_best_last >= loss_best)
                 reduce = oscillating | stalled

@@ -22,10 +22,13 @@ bound on the true robust accuracy, as every attack-based figure is.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 
+import keras
 import numpy as np
 import tensorflow as tf
+from tqdm.auto import tqdm
 
 from solvers.ssim_ball import luminance_similarity, structure_similarity
 
@@ -210,8 +213,6 @@ def _worst_case(lm, x, y, members, threat, settings, batch_size, progress):
 def _bar(progress, total, threat):
     if not progress:
         return None
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, desc=f"{threat['norm']} ε={threat['eps']:g}", unit="attack", leave=False)
 
 
@@ -236,8 +237,6 @@ def _prepare(model, images, labels):
 
 # ----------------------------------------------------------------------------- ℓp through ART
 def _art():
-    import warnings
-
     try:
         import multiprocess  # noqa: F401  (ART's AutoAttack imports it; pip does not install it with ART)
         with warnings.catch_warnings():  # "PyTorch not found. Not importing DeepZ ..." (ART's certification part)
@@ -251,8 +250,6 @@ def _art():
 
 
 def _art_classifier(lm):
-    import keras
-
     _, _, TensorFlowV2Classifier = _art()
     fn = tf.function(lambda t, training=False: lm(t, training=False), reduce_retracing=True)
     shape = tuple(int(s) for s in lm.image_shape)

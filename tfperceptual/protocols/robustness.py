@@ -24,12 +24,12 @@ A flag does not change the numbers; the report prints it beside them.
 from __future__ import annotations
 
 import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .. import __version__
 from ..evaluation.autoattack import NORMS, VERSIONS, _check_threat, auto_attack, ssim_auto_attack
 from ..evaluation.sparsity import wilson_interval
 from ..io_utils import atomic_write_json, atomic_write_text
@@ -37,6 +37,16 @@ from ..models.adapter import as_logits_model
 from ..validation import check_choice, check_positive_int
 from .report import fmt
 from .runner import ResultCache, as_float, batch_slices, check_dataset, fingerprint
+
+def _package_version():
+    """The installed tfperceptual's version (part of every cache key: a release recomputes)."""
+    try:
+        return version("tfperceptual")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "source"
+
+
+__version__ = _package_version()
 
 __all__ = ["parse_threats", "run_robustness", "threat_name", "large_eps"]
 
@@ -109,34 +119,40 @@ def _first_member(model, x, y, threat, eps, steps, opts, seed):
     return _run(model, x, y, t, "fast", {**opts, "steps": steps}, seed, members=(first,)).robust_accuracy
 
 
-def _sanity(model, x, y, threat, result_subset, opts, seed, gradient_free):
-    """The four checks on the first images (see the module docstring); ``result_subset``: the ensemble's robust
-    mask on them; ``gradient_free``: images the gradient-free member fooled (whole run)."""
+def _sanity_runs(model, x, y, threat, opts, seed):
+    """The first member's robust accuracy on the first images at 0.5 ε, ε, 2 ε and a very large ε, and at ε with
+    4 × the steps (the cached part of the checks)."""
     eps = threat["eps"]
     big = large_eps(threat, x.shape[1:])
-    mults = {"0.5ε": 0.5 * eps, "ε": eps, "2ε": min(2 * eps, big) if threat["norm"] != "l2" else 2 * eps,
-             "large": big}
-    if threat["norm"] in ("linf", "ssim"):  # keep inside the ranges: ε < 1
+    mults = {"0.5ε": 0.5 * eps, "ε": eps, "2ε": 2 * eps, "large": big}
+    if threat["norm"] in ("linf", "ssim"):  # ε < 1 for these
         mults = {k: min(v, 0.99) for k, v in mults.items()}
     accs = {k: _first_member(model, x, y, threat, v, opts["steps"], opts, seed) for k, v in mults.items()}
     more = _first_member(model, x, y, threat, eps, 4 * opts["steps"], opts, seed)
-    n = len(x)
-    order = list(mults)
+    return {"n": len(x), "eps": {k: float(v) for k, v in mults.items()}, "robust_accuracy": accs,
+            "robust_accuracy_4x_steps": more}
+
+
+def sanity_flags(check, gradient_free):
+    """The flags of the sanity checks (see the module docstring) from :func:`_sanity_runs`' numbers and the
+    count of images only the gradient-free member fooled."""
+    accs, n = check["robust_accuracy"], check["n"]
+    order = ["0.5ε", "ε", "2ε", "large"]
     rises = [f"{a} → {b}" for a, b in zip(order[:-1], order[1:]) if accs[b] > accs[a] + 1e-12]
     flags = []
     if rises:
         flags.append(f"robust accuracy rises with ε ({', '.join(rises)})")
     if accs["large"] > 0.02:
-        flags.append(f"robust accuracy {100 * accs['large']:.1f} % at the very large ε = {big:g} (expected ≈ 0)")
+        flags.append(f"robust accuracy {100 * accs['large']:.1f} % at the very large ε = {check['eps']['large']:g} "
+                     "(expected ≈ 0)")
     if gradient_free:
         flags.append(f"the gradient-free member fooled {gradient_free} image(s) that every gradient member missed "
                      "(gradient masking?)")
+    more = check["robust_accuracy_4x_steps"]
     if accs["ε"] - more > max(1.0 / n, 0.01) + 1e-12:
         flags.append(f"4 × steps lowers the first member's robust accuracy from {100 * accs['ε']:.1f} % to "
                      f"{100 * more:.1f} % (not converged: the figure is loose)")
-    return {"n": n, "eps": {k: float(v) for k, v in mults.items()}, "robust_accuracy": accs,
-            "robust_accuracy_4x_steps": more, "ensemble_robust_accuracy": float(np.mean(result_subset)),
-            "gradient_free_only": int(gradient_free), "flags": flags}
+    return flags
 
 
 def run_robustness(model, images, labels, *, threats, version="standard", out_dir, batch_size=128, seed=0, steps=100,
@@ -215,14 +231,16 @@ def run_robustness(model, images, labels, *, threats, version="standard", out_di
         if sanity_n:
             m = min(sanity_n, len(images))
             key = f"sanity_{threat['norm']}_{fingerprint(lm, as_float(images[:m]), {**threat, **opts, 'seed': seed, 'labels': y[:m].tolist(), 'tfperceptual': __version__})}.json"
-            check = cache.read_json(key, required=("flags", "robust_accuracy"))
+            check = cache.read_json(key, required=("n", "eps", "robust_accuracy", "robust_accuracy_4x_steps"))
             if check is None:
                 t0 = time.perf_counter()
-                check = _sanity(lm, as_float(images[:m]), y[:m], threat, robust[:m], opts, seed, gradient_free)
+                check = _sanity_runs(lm, as_float(images[:m]), y[:m], threat, opts, seed)
                 check["seconds"] = round(time.perf_counter() - t0, 2)
                 cache.write_json(key, check)
-            secs["sanity checks"] = check.pop("seconds", None)
-            row["sanity"] = check
+            secs["sanity checks"] = check.get("seconds")
+            row["sanity"] = {k: check[k] for k in ("n", "eps", "robust_accuracy", "robust_accuracy_4x_steps")}
+            row["sanity"].update(ensemble_robust_accuracy=float(np.mean(robust[:m])), gradient_free_only=gradient_free,
+                                 flags=sanity_flags(check, gradient_free))
         results.append(row)
         timings[name] = secs
     bar.close()
