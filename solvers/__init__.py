@@ -7,6 +7,7 @@ entry point :func:`maximize_linear_over_ssim_ball`), :mod:`~solvers.exact`, :mod
 :mod:`~solvers.qcqp_cvxpy` (the solvers behind them),
 :mod:`~solvers.norm_balls` (ℓ1-q, ℓ1 ∩ box, ℓ2, ℓ2 ∩ box oracles), :mod:`~solvers.frank_wolfe` (the shared
 conditional-gradient loop), :mod:`~solvers.lbfgs` (batched L-BFGS without line search, per row),
+:mod:`~solvers.ssim_projection` (the exact Euclidean projection onto the SSIM ball ∩ box),
 :mod:`~solvers.checks` (option checks).
 """
 
@@ -19,6 +20,7 @@ from .oracles import (ClosedFormSSIMOracle, CvxpySSIMOracle, ExactSSIMOracle, Li
                       SSIMBallOracle, maximize_linear_over_ssim_ball, ssim_ball_oracle)
 from .qcqp_cvxpy import SolverError, solve_qcqp_batch
 from .rows import from_rows, merge_channels, split_channels, to_rows
+from .ssim_projection import PROJECTION_TOL, ProjectionResult, cvxpy_project_ssim_ball, project_ssim_ball
 from .ssim_ball import (C1, C2, SSIMBall, ball_parameters, check_eps, global_ssim, luminance_similarity, ssim_ball,
                         structure_similarity)
 
@@ -28,5 +30,5 @@ __all__ = [
     "split_channels", "merge_channels", "to_rows", "from_rows", "SolverError", "solve_qcqp_batch", "SSIMBall",
     "ssim_ball", "ball_parameters", "check_eps", "luminance_similarity", "structure_similarity", "global_ssim",
     "frank_wolfe", "FW_BOXES", "lbfgs_fixed_step", "NormBallOracle", "L1QOracle", "L1BoxOracle", "L2Oracle", "L2BoxOracle",
-    "cvxpy_norm_ball", "C1", "C2", "check_real", "check_positive_int", "check_choice",
+    "cvxpy_norm_ball", "project_ssim_ball", "cvxpy_project_ssim_ball", "ProjectionResult", "PROJECTION_TOL", "C1", "C2", "check_real", "check_positive_int", "check_choice",
 ]

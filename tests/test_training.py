@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfperceptual.attacks import FPGAP, L2PGD, PGAP, PGD, LinfPGD, RandomStartFGSM
+from tfperceptual.attacks import FPGAP, L2PGD, PGAP, PGD, SSIMAPGD, LinfPGD, RandomStartFGSM
 from tfperceptual.callbacks import AdversarialEvaluation
 from tfperceptual.training import AdversarialTraining
 
@@ -44,11 +44,14 @@ def _sgd_step(model, x, y):
     return model.get_weights()
 
 
-def test_train_step_trains_on_the_attacks_images(mnist_train):
-    """One SGD step of the wrapper = one plain SGD step on attack.perturb(x) at the same weights (madry)."""
+@pytest.mark.parametrize("make", [lambda m: LinfPGD(m, 0.2, steps=3, seed=0),
+                                  lambda m: SSIMAPGD(m, 0.2, steps=3, seed=0)], ids=["linf_pgd", "ssim_apgd"])
+def test_train_step_trains_on_the_attacks_images(mnist_train, make):
+    """One SGD step of the wrapper = one plain SGD step on attack.perturb(x) at the same weights (madry); also
+    SSIM-ball training with SSIM-APGD."""
     x, y = mnist_train[0][:64], mnist_train[1][:64]
     model = _small_cnn()
-    attack = LinfPGD(model, 0.2, steps=3, seed=0)
+    attack = make(model)
     x_adv = attack.perturb(tf.constant(x), tf.constant(y, tf.int64)).numpy()
     twin = _small_cnn()
     want = _sgd_step(twin, x_adv, y)

@@ -20,7 +20,8 @@ _EXPORTS = {
     # attacks
     **dict.fromkeys(("Attack", "AttackResult", "ZeroGradientWarning", "PGAP", "FPGAP", "SSIMBallAttack",
                      "PGAP_SOLVERS", "pgap_solvers", "NormBallPGD", "LinfPGD", "L2PGD", "RandomStartFGSM", "FrankWolfeAttack",
-                     "L1QFrankWolfe", "L2FrankWolfe", "FoolboxAttack",
+                     "L1QFrankWolfe", "L2FrankWolfe", "APGD", "SSIMAPGD", "LinfAPGD", "L2APGD", "SSIMSquare",
+                     "FoolboxAttack",
                      "FOOLBOX_ATTACKS", "FGSM", "FGM", "PGD", "PGD_L2", "SparseL1Descent", "EAD", "ATTACKS", "ATTACK_NAMES", "build_attack",
                      "register_attack", "LOSSES", "PGD_LOSSES", "attack_loss", "margin"), "tfperceptual.attacks"),
     # training
@@ -49,7 +50,8 @@ _EXPORTS = {
                      "deletion_insertion", "auc", "normalise_maps", "threshold_grids", "largest_component_box",
                      "box_iou", "weak_localisation", "weak_localisation_success", "pointing_game",
                      "cascading_randomization", "cascade_input_dependence", "MID_GREY", "changed_fraction",
-                     "hoyer_sparsity", "wilson_interval"), "tfperceptual.evaluation"),
+                     "hoyer_sparsity", "wilson_interval", "auto_attack", "ssim_auto_attack", "RobustnessResult",
+                     "verify_adversarial", "ARTUnavailableError"), "tfperceptual.evaluation"),
     # protocols
     "compare": "tfperceptual.protocols.compare",
     **dict.fromkeys(("run_sweep", "interpolate_at", "matched_table", "run_localize", "calibrate_eps",
@@ -58,6 +60,7 @@ _EXPORTS = {
                      "PAPER_TABLE_1", "PAPER_TABLE_2", "PB_DEFAULTS"), "tfperceptual.protocols"),
     **dict.fromkeys(("TABLE_THRESHOLD", "METRICS"), "tfperceptual.protocols.localize"),
     **dict.fromkeys(("PB_METHODS",), "tfperceptual.protocols.saliency_benchmark"),
+    **dict.fromkeys(("run_robustness", "parse_threats"), "tfperceptual.protocols.robustness"),
     # data, callbacks, files, checks
     **dict.fromkeys(("data_root", "cache_dir", "load_mnist", "load_cifar10", "load_imagenet_val", "read_idx",
                      "read_image_rgb", "load_sample", "DataNotFoundError", "CIFAR10_CLASSES"), "tfperceptual.datasets"),
