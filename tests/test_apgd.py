@@ -164,3 +164,14 @@ def test_apgd_machinery_agrees_with_art_light():
     ours = L2APGD(model, 1.5, steps=20, seed=0)(x, y, metrics=False)
     art = auto_attack(model, x, y, norm="l2", eps=1.5, version="fast", steps=20, members=("apgd-ce",))
     assert abs(float(np.mean(~ours.success)) - art.robust_accuracy) <= 0.05
+
+
+def test_an_images_attack_does_not_depend_on_its_batch(mnist_model, mnist_batch):
+    """Per-image random keys: the same image gets the same start and result in any batch (so attacking only the
+    images still robust equals attacking each alone)."""
+    x, y = mnist_batch
+    for attack in (SSIMAPGD(mnist_model, 0.15, steps=4, seed=2), L2APGD(mnist_model, 1.0, steps=4, seed=2),
+                   SSIMSquare(mnist_model, 0.15, queries=10, seed=2)):
+        whole = attack(x[:16], y[:16], metrics=False).adversarial
+        part = attack(x[4:10], y[4:10], metrics=False).adversarial
+        np.testing.assert_allclose(part, whole[4:10], atol=1e-5, err_msg=type(attack).__name__)

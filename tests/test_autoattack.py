@@ -55,17 +55,30 @@ def test_auto_attack_standard_runs_square_last(robust_model, sample):
     _check_result(res, x[:16], y[:16], robust_model, "linf", 0.2)
 
 
-def test_ssim_ensemble_is_at_most_every_member(robust_model, sample):
-    x, y = sample
-    kw = dict(eps=0.2, steps=8, n_target_classes=2, queries=20, seed=0)
-    full = ssim_auto_attack(robust_model, x, y, **kw)
-    assert list(full.per_attack) == ["ssim-apgd-ce", "ssim-apgd-t", "fpgap", "pgap", "ssim-square"]
-    _check_result(full, x, y, robust_model, "ssim", 0.2)
+def _ensemble_at_most_members(model, x, y, **kw):
+    full = ssim_auto_attack(model, x, y, **kw)
+    _check_result(full, x, y, model, "ssim", kw["eps"])
     for member in full.per_attack:
-        alone = ssim_auto_attack(robust_model, x, y, members=(member,), **kw)
+        alone = ssim_auto_attack(model, x, y, members=(member,), **kw)
         assert full.robust_accuracy <= alone.robust_accuracy + 1e-12, member
         # the ensemble's robust images are robust to each member alone
         assert not (full.robust & ~alone.robust).any(), member
+    return full
+
+
+@pytest.mark.slow
+def test_ssim_ensemble_is_at_most_every_member(robust_model, sample):
+    x, y = sample
+    full = _ensemble_at_most_members(robust_model, x, y, eps=0.2, steps=8, n_target_classes=2, queries=20, seed=0)
+    assert list(full.per_attack) == ["ssim-apgd-ce", "ssim-apgd-t", "fpgap", "pgap", "ssim-square"]
+
+
+def test_ssim_ensemble_is_at_most_every_member_light(robust_model, sample):
+    """Light twin: the fast version's two members on 24 images."""
+    x, y = sample
+    full = _ensemble_at_most_members(robust_model, x[:24], y[:24], eps=0.2, steps=5, n_target_classes=2, seed=0,
+                                     version="fast")
+    assert list(full.per_attack) == ["ssim-apgd-ce", "ssim-apgd-t"]
 
 
 def test_verify_rejects_what_it_must(robust_model, sample):

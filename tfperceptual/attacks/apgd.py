@@ -32,8 +32,11 @@ untargeted goal).  ``restarts`` repeats each run from a new random start.  Calle
 does; ``perturb`` (graph-pure: ``tf.function``, ``train_step``) runs every image through every run, and
 returns the first fooling iterate, else the highest-loss one.
 
-Random starts are stateless (a seed folded from ``seed``, the run, a hash of the batch and ``perturb``'s
-``step``), as in :mod:`tfperceptual.attacks.pgd`.
+Random starts are stateless and **per image**: each image's noise is drawn from a key mixed from ``seed``, the
+run, a hash of that image's pixels and label, and ``perturb``'s ``step`` (:func:`image_keys`).  So an image
+gets the same start whatever batch it is in and whichever images are left: attacking the images still robust
+(as AutoAttack does) gives each of them what attacking it alone would, and an ensemble's robust images are
+robust to each of its members run alone.
 """
 
 from __future__ import annotations
@@ -49,13 +52,38 @@ from solvers.ssim_projection import PROJECTION_TOL, feasibility_tol, project_ssi
 from ..validation import check_choice, check_positive_int, check_real
 from .base import Attack
 from .objectives import APGD_LOSSES, attack_logits_and_gradient, attack_loss
-from .pgd import batch_hash
 from .registry import register_attack
 
-__all__ = ["APGD", "LinfAPGD", "L2APGD", "SSIMAPGD", "apgd_checkpoints"]
+__all__ = ["APGD", "LinfAPGD", "L2APGD", "SSIMAPGD", "apgd_checkpoints", "image_keys", "mix_keys"]
 
 #: momentum α of the APGD update
 MOMENTUM = 0.75
+
+
+_MASK = np.int64(2**62 - 1)
+
+
+def mix_keys(k):
+    """A 62-bit integer mix of int64 keys (xor-shift-multiply rounds after SplitMix64, masked so that every
+    product stays within int64): distinct inputs give well-spread outputs, elementwise, graph-safe."""
+    k = tf.bitwise.bitwise_and(tf.cast(k, tf.int64), _MASK)
+    for mult, shift in ((np.int64(0x3F58476D1CE4E5B9), 30), (np.int64(0x14D049BB133111EB), 27)):
+        k = tf.bitwise.bitwise_and(k ^ tf.bitwise.right_shift(k, shift), _MASK)
+        k = tf.bitwise.bitwise_and(k * mult, _MASK)
+    return tf.bitwise.bitwise_and(k ^ tf.bitwise.right_shift(k, 31), _MASK)
+
+
+def image_keys(x, labels, *salt):
+    """(B,) int64 keys, one per image: a hash of the image's float32 bits and its label, mixed with the scalar
+    ``salt`` values (seed, run, step); an image's key does not depend on the rest of its batch."""
+    b = tf.shape(x)[0]
+    bits = tf.cast(tf.reshape(tf.bitcast(tf.cast(x, tf.float32), tf.int32), (b, -1)), tf.int64)
+    pos = tf.range(1, tf.shape(bits)[1] + 1, dtype=tf.int64)
+    weights = tf.math.floormod(pos * np.int64(0x9E3779B1), np.int64(2**31 - 1)) + 1
+    k = mix_keys(tf.reduce_sum(bits * weights[None], 1) + tf.cast(labels, tf.int64) * np.int64(7919))
+    for s_ in salt:
+        k = mix_keys(k + mix_keys(tf.cast(s_, tf.int64) + np.int64(0x2545F491)))
+    return k
 
 
 def apgd_checkpoints(steps):
@@ -126,15 +154,27 @@ class APGD(Attack, FixedOptions):
         """(the projection of ``z`` onto the set around ``x0`` ∩ box, float32; (B,) bool: certified)."""
         raise NotImplementedError
 
-    def _start(self, x0, seed, geo):
+    def _start(self, x0, keys, geo):
         raise NotImplementedError
+
+    def _noise(self, x0, keys, kind):
+        """Per-image noise (B, H, W, C) float32, ``"normal"`` or ``"uniform"`` in [−1, 1), image i drawn from the
+        stateless seed (keys[i], seed)."""
+        shape = tf.shape(x0)[1:]
+
+        def one(k):
+            s = tf.stack([k, tf.constant(self.seed, tf.int64)])
+            return (tf.random.stateless_normal(shape, s) if kind == "normal"
+                    else tf.random.stateless_uniform(shape, s, -1.0, 1.0))
+
+        return tf.map_fn(one, keys, fn_output_signature=tf.float32)
 
     # ------------------------------------------------------------------ one run
     def _loss_and_gradient(self, x, labels, targets, targeted):
         logits, g = attack_logits_and_gradient(self.model, x, labels, targets if targeted else None, self.loss)
         return logits, attack_loss(logits, labels, targets if targeted else None, self.loss), g
 
-    def _single_run(self, x0, labels, loss_targets, goal_targets, seed, targeted_loss, targeted_goal):
+    def _single_run(self, x0, labels, loss_targets, goal_targets, keys, targeted_loss, targeted_goal):
         """One APGD run (Algorithm 1) on a batch: ``(x_best, success, loss_best, x_best_adv, uncertified,
         zero_gradient)``. ``loss_targets``: the classes the loss moves towards (with ``targeted_loss``);
         ``goal_targets``: the classes a success must reach (with ``targeted_goal``; else a success is a label
@@ -147,7 +187,7 @@ class APGD(Attack, FixedOptions):
             pred = tf.argmax(logits, -1, output_type=labels.dtype)
             return tf.equal(pred, goal_targets) if targeted_goal else tf.not_equal(pred, labels)
 
-        x_adv, cert = self._start(x0, seed, geo)
+        x_adv, cert = self._start(x0, keys, geo)
         uncert = tf.cast(tf.logical_not(cert), tf.int32)
         logits, loss, grad = self._loss_and_gradient(x_adv, labels, loss_targets, targeted_loss)
         zero = tf.reduce_all(tf.equal(tf.reshape(grad, (tf.shape(grad)[0], -1)), 0.0), 1)
@@ -205,10 +245,8 @@ class APGD(Attack, FixedOptions):
         return x_best, success, loss_best, x_best_adv, uncert, zero
 
     # ------------------------------------------------------------------ runs
-    def _run_seed(self, x0, labels, run, step):
-        seed = tf.random.experimental.stateless_fold_in(tf.constant([self.seed, 0], tf.int64), batch_hash(x0, labels))
-        seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(run, tf.int64))
-        return tf.random.experimental.stateless_fold_in(seed, step)
+    def _keys(self, x0, labels, run, step):
+        return image_keys(x0, labels, self.seed, run, step)
 
     def _runs(self):
         """(run index, target rank) of every run in order: target rank j ≥ 1 is APGD-T's j-th other class,
@@ -228,7 +266,7 @@ class APGD(Attack, FixedOptions):
         runs = [(i, 0) for i in range(self.restarts)] if explicit_target else self._runs()
         for run, rank in runs:
             tl = target if explicit_target else (self._ranked_targets(logits0, rank) if rank else labels)
-            xb, succ, lb, xba, _, _ = self._single_run(x0, labels, tl, target, self._run_seed(x0, labels, run, step),
+            xb, succ, lb, xba, _, _ = self._single_run(x0, labels, tl, target, self._keys(x0, labels, run, step),
                                                        explicit_target or rank > 0, explicit_target)
             adv = tf.where((succ & tf.logical_not(fooled))[:, None, None, None], xba, adv)
             fooled = fooled | succ
@@ -263,7 +301,6 @@ class APGD(Attack, FixedOptions):
         uncert = np.zeros(n, np.int64)
         zero = np.zeros(n, bool)
         runs = [(i, 0) for i in range(self.restarts)] if explicit else self._runs()
-        hashed = tf.constant(x), tf.constant(labels, tf.int64)
         for run, rank in runs:
             idx = np.flatnonzero(robust)
             if len(idx) == 0:
@@ -277,9 +314,9 @@ class APGD(Attack, FixedOptions):
                 tl = tf.gather(self._ranked_targets(logits0, rank), idx)
             else:
                 tl = lab
-            # the seed hashes the whole batch, so a run's start does not depend on which images are left
-            seed = self._run_seed(*hashed, run, tf.constant(0, tf.int64))
-            xb, succ, lb, xba, unc, zg = self._run_once(x0, lab, tl, goal, seed, explicit or rank > 0, explicit)
+            # per-image keys: a run's start for an image does not depend on which images are left
+            keys = self._keys(x0, lab, run, 0)
+            xb, succ, lb, xba, unc, zg = self._run_once(x0, lab, tl, goal, keys, explicit or rank > 0, explicit)
             succ = succ.numpy()
             lb = lb.numpy().astype(np.float64)
             fooled = idx[succ]
@@ -335,8 +372,8 @@ class LinfAPGD(APGD):
         y = tf.clip_by_value(tf.clip_by_value(z, x0 - e, x0 + e), *self.bounds)
         return y, tf.ones(tf.shape(z)[:1], tf.bool)
 
-    def _start(self, x0, seed, geo):
-        t = tf.random.stateless_uniform(tf.shape(x0), seed, -1.0, 1.0)
+    def _start(self, x0, keys, geo):
+        t = self._noise(x0, keys, "uniform")
         t = t / (tf.reduce_max(tf.abs(t), axis=[1, 2, 3], keepdims=True) + 1e-12)
         return tf.clip_by_value(x0 + self._eps_var * t, *self.bounds), tf.ones(tf.shape(x0)[:1], tf.bool)
 
@@ -366,8 +403,8 @@ class L2APGD(LinfAPGD):
         y = x0 + d / (_l2(d) + 1e-12) * tf.minimum(self._eps_var, _l2(d))
         return tf.clip_by_value(y, *self.bounds), tf.ones(tf.shape(z)[:1], tf.bool)
 
-    def _start(self, x0, seed, geo):
-        t = tf.random.stateless_normal(tf.shape(x0), seed)
+    def _start(self, x0, keys, geo):
+        t = self._noise(x0, keys, "normal")
         return (tf.clip_by_value(x0 + self._eps_var * t / (_l2(t) + 1e-12), *self.bounds),
                 tf.ones(tf.shape(x0)[:1], tf.bool))
 
@@ -458,6 +495,6 @@ class SSIMAPGD(APGD):
         y = tf.where(feasible[:, None, None, None], y, x0)
         return y, out["ok"]
 
-    def _start(self, x0, seed, geo):
-        t = tf.random.stateless_normal(tf.shape(x0), seed)
+    def _start(self, x0, keys, geo):
+        t = self._noise(x0, keys, "normal")
         return self._project(x0 + self._scaled_direction(t, x0, geo), x0, geo)

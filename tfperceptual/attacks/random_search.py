@@ -13,7 +13,9 @@ r, the channel's SSIM-ball radius), added to the current point and projected exa
 box (:func:`solvers.ssim_projection.project_ssim_ball`).  p_q follows Square's schedule (p_init halved at
 10, 50, 200, 500, 1,000, 2,000, 4,000, 6,000 and 8,000 of 10,000 queries, rescaled to ``queries``).  Loss:
 the margin Z_y − max_{j≠y} Z_j (untargeted) or max_{j≠t} Z_j − Z_t (targeted); an image stops at its first
-success.  Graph-pure, stateless seeds (a hash of the batch, ``seed`` and ``perturb``'s ``step``).
+success.  Graph-pure and stateless: every draw of an image comes from its own key (a hash of its pixels and
+label, ``seed``, ``perturb``'s ``step`` and the query: :func:`~tfperceptual.attacks.apgd.image_keys`), so an
+image's search does not depend on the rest of its batch.
 """
 
 from __future__ import annotations
@@ -23,8 +25,7 @@ import tensorflow as tf
 
 from ..models.logits import class_margin
 from ..validation import check_positive_int, check_real
-from .apgd import SSIMAPGD
-from .pgd import batch_hash
+from .apgd import SSIMAPGD, image_keys, mix_keys
 from .registry import register_attack
 
 __all__ = ["SSIMSquare", "square_fraction"]
@@ -73,26 +74,28 @@ class SSIMSquare(SSIMAPGD):
         geo = self._geometry(x0)
         b = tf.shape(x0)[0]
         h, w, c = tf.shape(x0)[1], tf.shape(x0)[2], tf.shape(x0)[3]
-        seed = tf.random.experimental.stateless_fold_in(tf.constant([self.seed, 7], tf.int64), batch_hash(x0, labels))
-        seed = tf.random.experimental.stateless_fold_in(seed, step)
-        x, _ = self._start(x0, seed, geo)
+        keys = image_keys(x0, labels, self.seed, 7, step)
+        x, _ = self._start(x0, keys, geo)
         m_best = self._margin(x, labels, targets, targeted)
         radius = tf.reshape(tf.cast(geo["radius"], tf.float32), (b, -1))  # (B, C) or (B, 1)
         radius = radius[:, None, None, :]
         hh = tf.range(h)[None, :, None, None]
         ww = tf.range(w)[None, None, :, None]
         for q in tf.range(self.queries):
-            qs = tf.random.experimental.stateless_fold_in(seed, tf.cast(q, tf.int64) + 1)
+            kq = mix_keys(keys + mix_keys(tf.cast(q, tf.int64) + 1))  # (B,) this query's key per image
             p = square_fraction(self.p_init, q, self.queries)
             side = tf.clip_by_value(tf.cast(tf.math.ceil(tf.sqrt(p * tf.cast(h * w, tf.float32))), tf.int32), 1,
                                     tf.minimum(h, w))
-            ph = tf.random.stateless_uniform((b,), qs, 0, h - side + 1, dtype=tf.int32)
-            pw = tf.random.stateless_uniform((b,), qs + 1, 0, w - side + 1, dtype=tf.int32)
-            sign = tf.sign(tf.random.stateless_uniform((b, 1, 1, c), qs + 2, -1.0, 1.0))
+            ph = tf.cast(tf.math.floormod(mix_keys(kq + 1), tf.cast(h - side + 1, tf.int64)), tf.int32)
+            pw = tf.cast(tf.math.floormod(mix_keys(kq + 2), tf.cast(w - side + 1, tf.int64)), tf.int32)
+            chans = tf.range(3, 3 + tf.cast(c, tf.int64), dtype=tf.int64)
+            bit = tf.math.floormod(mix_keys(kq[:, None] + chans[None]), 2)  # (B, C) one random sign per channel
+            sign = tf.cast(2 * bit - 1, tf.float32)[:, None, None, :]
             inside = ((hh >= ph[:, None, None, None]) & (hh < (ph + side)[:, None, None, None]) &
                       (ww >= pw[:, None, None, None]) & (ww < (pw + side)[:, None, None, None]))
             delta = tf.cast(inside, tf.float32) * sign * radius / tf.cast(side, tf.float32)
             cand, _ = self._project(x + delta, x0, geo)
+            cand = tf.ensure_shape(cand, x0.shape)
             m = self._margin(cand, labels, targets, targeted)
             improve = (m < m_best) & (m_best >= 0.0)
             x = tf.where(improve[:, None, None, None], cand, x)
